@@ -1,0 +1,169 @@
+import { RunEngine, type ActivationOutput, type EngineOptions } from '../runtime/engine.js';
+import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
+import type { NewEvent } from '../runtime/events.js';
+import type { Registry } from '../runtime/registry.js';
+import { OUTCOME_EVENT, type ChildOutcome, type CommitResult, type Journal, type Lease, type RunRecord, type WaitSpec } from '../journal/journal.js';
+
+/**
+ * One activation, as every host performs it (the XState run actor in a worker, and the deterministic simulator of
+ * skein/testing): read what is new, let the engine decide, commit it all in one fenced journal transaction.
+ */
+
+export interface RunHost {
+  journal: Journal;
+  registry: Registry;
+  engineOptions: EngineOptions;
+  cache: EngineCache;
+}
+
+/**
+ * Suspended runs' live engines (sticky execution), bounded, least recently used evicted first. A wake-up of a
+ * cached run costs one activation, whatever the length of its history; an evicted run is rebuilt by replay.
+ */
+export class EngineCache {
+  private readonly map = new Map<string, RunEngine>();
+  hits = 0;
+  misses = 0;
+  constructor(readonly capacity = 1000) {}
+
+  /** Removes and returns the engine of a run if it is exactly at `lastSeq` (anything else would be stale). */
+  take(runId: string, lastSeq: number): RunEngine | undefined {
+    const e = this.map.get(runId);
+    if (!e) {
+      this.misses++;
+      return undefined;
+    }
+    this.map.delete(runId);
+    if (e.lastSeq !== lastSeq || e.closed) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    return e;
+  }
+
+  put(runId: string, engine: RunEngine): void {
+    if (this.capacity <= 0 || engine.closed) return;
+    this.map.delete(runId);
+    this.map.set(runId, engine);
+    while (this.map.size > this.capacity) this.map.delete(this.map.keys().next().value!);
+  }
+
+  delete(runId: string): void {
+    this.map.delete(runId);
+  }
+
+  clear(): void {
+    this.map.clear();
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/** Gets the run's engine at the journal's current state: from the cache, or rebuilt by replaying the journal. */
+export async function loadEngine(host: RunHost, run: RunRecord): Promise<RunEngine> {
+  const cached = host.cache.take(run.runId, run.lastSeq);
+  if (cached) return cached;
+  const events = await host.journal.readEvents(run.runId);
+  const def = host.registry.workflow(run.workflow);
+  const engine = new RunEngine(def, { runId: run.runId, workflowId: run.workflowId, depth: run.depth, queue: run.queue }, host.engineOptions);
+  engine.replay(events, host.journal.clock.now());
+  return engine;
+}
+
+/** The delivery a parent journals for a closed child. */
+export function outcomeDelivery(path: string, o: ChildOutcome): NewEvent {
+  const base = { path, callId: o.callId, childRunId: o.childRunId, closedAt: o.closedAt };
+  const type = OUTCOME_EVENT[o.status];
+  if (type === 'ChildCompleted') return { type, payload: { ...base, result: o.result } };
+  if (type === 'ChildFailed') return { type, payload: { ...base, error: o.error ?? { name: 'Error', message: 'child failed' } } };
+  return { type, payload: { ...base, ...(o.error ? { error: o.error } : {}) } } as NewEvent;
+}
+
+/** Everything new for the run: closed children not yet journaled, due timers, and results of local work. */
+export async function collectDeliveries(host: RunHost, engine: RunEngine, local: NewEvent[]): Promise<NewEvent[]> {
+  const out = local.slice();
+  out.push(...engine.dueTimers(host.journal.clock.now()));
+  const open = engine.openChildren();
+  if (open.length) {
+    for (const o of await host.journal.childOutcomes(engine.run.runId, open)) {
+      const at = engine.childPath(o.childRunId);
+      if (at) out.push(outcomeDelivery(at.path, o));
+    }
+  }
+  return out;
+}
+
+export interface StepOptions {
+  /** Give up the lease in the same commit when nothing local is pending. */
+  releaseWhenIdle: boolean;
+  /** Lease new children to this worker so it can run them at once. */
+  leaseChildren: boolean;
+}
+
+export type StepResult =
+  | { kind: 'committed'; output: ActivationOutput; wait: WaitSpec; commit: CommitResult; released: boolean }
+  | { kind: 'blocked'; error: Error; commit: CommitResult };
+
+/**
+ * Runs one activation and commits it. A NonDeterminismError or corrupt journal blocks the run (journaled as
+ * RunBlocked, status `blocked`) instead of failing it. A LeaseLostError propagates: the caller must drop the engine.
+ */
+export async function step(
+  host: RunHost,
+  lease: Lease,
+  engine: RunEngine,
+  local: NewEvent[],
+  options: StepOptions,
+  /** Runs before the commit, e.g. to fold in-process activity results into the same activation. */
+  beforeCommit?: (output: ActivationOutput) => Promise<NewEvent[]>,
+): Promise<StepResult> {
+  const committedSeq = engine.committedSeq;
+  try {
+    const deliveries = await collectDeliveries(host, engine, local);
+    let output = engine.activate(deliveries, host.journal.clock.now());
+    if (beforeCommit && output.activities.length && !output.children.length && !output.close) {
+      const more = await beforeCommit(output);
+      if (more.length) output = mergeOutputs(output, engine.activate(more, host.journal.clock.now()));
+    }
+    const wait = engine.waitSpec();
+    const release = options.releaseWhenIdle && !wait.busy && !output.close;
+    const commit = await host.journal.commit(lease, {
+      afterSeq: committedSeq,
+      events: output.events,
+      children: output.children,
+      wait,
+      ...(output.close ? { close: output.close } : {}),
+      release,
+      leaseChildren: options.leaseChildren,
+    });
+    engine.markCommitted();
+    return { kind: 'committed', output, wait, commit, released: release || !!output.close };
+  } catch (err) {
+    if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) return block(host, lease, committedSeq, err);
+    throw err;
+  }
+}
+
+export async function block(host: RunHost, lease: Lease, afterSeq: number, error: Error): Promise<StepResult> {
+  const serialized = serializeError(error);
+  const commit = await host.journal.commit(lease, {
+    afterSeq,
+    events: [{ type: 'RunBlocked', payload: { error: serialized } }],
+    children: [],
+    wait: { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: false },
+    block: serialized,
+  });
+  return { kind: 'blocked', error, commit };
+}
+
+function mergeOutputs(a: ActivationOutput, b: ActivationOutput): ActivationOutput {
+  return {
+    events: [...a.events, ...b.events],
+    children: [...a.children, ...b.children],
+    activities: [...a.activities, ...b.activities],
+    ...(b.close ?? a.close ? { close: (b.close ?? a.close)! } : {}),
+  };
+}

@@ -1,0 +1,174 @@
+import type { SerializedError } from '../runtime/errors.js';
+import type { ChildOutcomeType, JournalEvent, NewEvent } from '../runtime/events.js';
+
+/**
+ * The journal contract. Every journal (in-memory, PostgreSQL) implements it and passes the same contract test suite
+ * (`test/journal-contract.ts`). The journal is the only source of truth: the engine never trusts anything it did not
+ * read back from here or write here in a committed activation.
+ */
+
+export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'continued' | 'blocked';
+export type ClosedStatus = Exclude<RunStatus, 'running' | 'blocked'>;
+
+export const OPEN_STATUSES: ReadonlySet<RunStatus> = new Set(['running', 'blocked']);
+export const isOpen = (s: RunStatus): boolean => OPEN_STATUSES.has(s);
+
+/** Maps a closed child's status to the event its parent journals. */
+export const OUTCOME_EVENT: Record<ClosedStatus, ChildOutcomeType> = {
+  completed: 'ChildCompleted',
+  failed: 'ChildFailed',
+  cancelled: 'ChildCancelled',
+  terminated: 'ChildTerminated',
+  timed_out: 'ChildTimedOut',
+  // a continued run is not an outcome: the parent follows the chain (lifecycle issue)
+  continued: 'ChildCompleted',
+};
+
+/** A source of time. The in-memory journal's clock can be advanced by tests; the Postgres journal uses wall time. */
+export interface Clock {
+  now(): number;
+}
+
+export interface RunRecord {
+  runId: string;
+  workflowId: string;
+  workflow: string;
+  status: RunStatus;
+  input: unknown;
+  parentRunId: string | null;
+  /** The call id under which the parent started this run (null for roots). */
+  callId: string | null;
+  rootRunId: string;
+  depth: number;
+  queue: string;
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  /** When the run is due for an activation; null when it waits only on other runs' news. */
+  nextWakeupAt: number | null;
+  createdAt: number;
+  closedAt: number | null;
+  result: unknown;
+  error: SerializedError | null;
+  continuedFrom: string | null;
+  continuedTo: string | null;
+  /** The seq of the last event in the run's journal. */
+  lastSeq: number;
+}
+
+export interface Lease {
+  runId: string;
+  owner: string;
+  token: string;
+  expiresAt: number;
+}
+
+/** What a new run row needs; its RunStarted event is written with it, atomically. */
+export interface NewRun {
+  runId: string;
+  workflowId: string;
+  workflow: string;
+  input: unknown;
+  queue: string;
+  parentRunId?: string;
+  callId?: string;
+  rootRunId?: string;
+  depth?: number;
+}
+
+/**
+ * What wakes a suspended run. The transaction that closes a child evaluates this on the parent (by the child's run
+ * id) and sets the parent's `nextWakeupAt` to now when it holds:
+ *  - the child is in `onClose`, or
+ *  - the child failed (any unsuccessful close) and is in `onFailure`, or
+ *  - the child is in `onAllClosed` and every run in `onAllClosed` is now closed.
+ * `timerAt` is the earliest durable timer. `busy` means the run holds in-process work (activities) and stays due
+ * so that, if its worker dies, whoever takes over after the lease expires redoes that work.
+ */
+export interface WaitSpec {
+  timerAt: number | null;
+  onClose: string[];
+  onFailure: string[];
+  onAllClosed: string[];
+  busy: boolean;
+}
+
+export const NO_WAIT: WaitSpec = { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: false };
+
+/** One activation's writes, committed atomically or not at all. */
+export interface Commit {
+  /** The seq of the last event the writer has read; the first new event gets afterSeq + 1. */
+  afterSeq: number;
+  events: NewEvent[];
+  /** Child runs to create (rows + their RunStarted events). A child that already exists is left as it is. */
+  children: NewRun[];
+  /** How the run waits after this activation. Ignored when `close` is set. */
+  wait: WaitSpec;
+  close?: { status: ClosedStatus; result?: unknown; error?: SerializedError };
+  /** Set the run to blocked (NonDeterminismError, corrupt journal). */
+  block?: SerializedError;
+  /** Give up the lease after the commit (the run is suspended or closed). */
+  release?: boolean;
+  /** Lease the new children to this lease's owner, for the same duration (the worker runs them directly). */
+  leaseChildren?: boolean;
+}
+
+export interface CommitResult {
+  lastSeq: number;
+  /** Leases on new children, when `leaseChildren` was set (a child that already existed gets none). */
+  childLeases: Lease[];
+  /** Parents this commit woke (closing a child), so a worker can route the wake without waiting for a notify. */
+  wokeParent: string | null;
+}
+
+/** A child run that has closed, as its parent reads it to journal the outcome. */
+export interface ChildOutcome {
+  childRunId: string;
+  callId: string;
+  status: ClosedStatus;
+  result: unknown;
+  error: SerializedError | null;
+  closedAt: number;
+}
+
+export interface ClaimOptions {
+  owner: string;
+  queues: string[];
+  limit: number;
+  leaseMs: number;
+}
+
+export type WakeListener = (runIds: string[]) => void;
+
+export interface Journal {
+  readonly clock: Clock;
+  /** Creates the schema if needed (idempotent). */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  /**
+   * Creates a root run. Idempotent by workflow id: starting the same workflow id again returns the existing run
+   * (`created: false`); starting it with a different workflow name throws DuplicateWorkflowIdError.
+   */
+  startRun(run: NewRun): Promise<{ run: RunRecord; created: boolean }>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  getRunByWorkflowId(workflowId: string): Promise<RunRecord | undefined>;
+  /** Events with seq > afterSeq, in seq order. */
+  readEvents(runId: string, afterSeq?: number): Promise<JournalEvent[]>;
+  listChildren(runId: string, filter?: { status?: RunStatus | RunStatus[] }): Promise<RunRecord[]>;
+  /** Closed children among `childRunIds` (the parent asks for those whose outcome it has not journaled yet). */
+  childOutcomes(parentRunId: string, childRunIds: string[]): Promise<ChildOutcome[]>;
+
+  /** Leases up to `limit` due runs (next wake-up reached, lease free or expired) on the given queues. */
+  claimDue(options: ClaimOptions): Promise<Lease[]>;
+  /** Leases one run if it is open and its lease is free or expired, whether due or not. */
+  acquire(runId: string, owner: string, leaseMs: number): Promise<Lease | undefined>;
+  /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
+  renew(lease: Lease, leaseMs: number): Promise<Lease>;
+  /** Atomically appends an activation, fenced by the lease token; throws LeaseLostError when not held. */
+  commit(lease: Lease, commit: Commit): Promise<CommitResult>;
+  /** Gives up a lease (no-op if it was already lost). */
+  release(lease: Lease): Promise<void>;
+
+  /** Subscribes to wake-ups (runs that became due because of another run). Returns an unsubscribe function. */
+  onWake(listener: WakeListener): () => void;
+}

@@ -1,0 +1,289 @@
+/**
+ * The authoring API. Everything a workflow asks for is a plain `Command` value; the replay engine alone decides what
+ * it means, live or on replay. A command yields itself, so `yield* cmd` returns a precisely typed result while
+ * `yield cmd` still works (typed `any`).
+ */
+
+export type CommandKind =
+  | 'child'
+  | 'childResult'
+  | 'all'
+  | 'activity'
+  | 'sleep'
+  | 'sideEffect'
+  | 'children';
+
+export abstract class Command<T> {
+  abstract readonly kind: CommandKind;
+  /** Lets `yield* command` return `T` to the workflow: the engine sends the result back through this yield. */
+  *[Symbol.iterator](): Generator<Command<T>, T, any> {
+    return (yield this) as T;
+  }
+}
+
+/** What a workflow body may yield. */
+export type AnyCommand = Command<unknown>;
+export type WorkflowGenerator<O> = Generator<AnyCommand, O, any>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workflows
+
+export interface WorkflowOptions {
+  /** Bumped when the code changes in a way old histories must know about. Recorded for visibility. */
+  version?: number;
+  /** Default queue for runs of this workflow. */
+  queue?: string;
+}
+
+export interface WorkflowDef<I = any, O = any> {
+  readonly name: string;
+  readonly options: WorkflowOptions;
+  readonly body: (input: I) => WorkflowGenerator<O>;
+  /** Type-only markers so `child(wf, …)` can infer input and output. */
+  readonly __types?: { input: I; output: O };
+}
+
+export type InputOf<W> = W extends WorkflowDef<infer I, any> ? I : never;
+export type OutputOf<W> = W extends WorkflowDef<any, infer O> ? O : never;
+
+/** Declares a workflow. The body is a generator *function* (a factory), so a finished generator is never reused. */
+export function workflow<I, O>(name: string, body: (input: I) => WorkflowGenerator<O>): WorkflowDef<I, O>;
+export function workflow<I, O>(name: string, options: WorkflowOptions, body: (input: I) => WorkflowGenerator<O>): WorkflowDef<I, O>;
+export function workflow<I, O>(
+  name: string,
+  a: WorkflowOptions | ((input: I) => WorkflowGenerator<O>),
+  b?: (input: I) => WorkflowGenerator<O>,
+): WorkflowDef<I, O> {
+  const body = typeof a === 'function' ? a : b;
+  const options = typeof a === 'function' ? {} : a;
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError('workflow(name, …): name must be a non-empty string');
+  if (typeof body !== 'function') throw new TypeError(`workflow('${name}'): the body must be a function* generator function`);
+  return Object.freeze({ name, options: Object.freeze({ ...options }), body });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Children
+
+export type ParentClosePolicy = 'cancel' | 'terminate' | 'abandon';
+
+export interface ChildOptions {
+  /** Parent-scoped key: the child's workflow id becomes `${parentWorkflowId}/${id}`. */
+  id?: string;
+  queue?: string;
+  parentClosePolicy?: ParentClosePolicy;
+}
+
+/** A started child. `result()` waits for it; the ids are stable across replays. */
+export interface ChildHandle<O = unknown> {
+  readonly workflow: string;
+  readonly runId: string;
+  readonly workflowId: string;
+  readonly callId: string;
+  result(): Command<O>;
+}
+
+export class ChildCommand<T> extends Command<T> {
+  readonly kind = 'child' as const;
+  constructor(
+    readonly def: WorkflowDef,
+    readonly input: unknown,
+    readonly options: ChildOptions,
+    /** true for `child()` (start and wait), false for `startChild()` (result is a handle). */
+    readonly awaited: boolean,
+  ) {
+    super();
+  }
+}
+
+export class ChildResultCommand<T> extends Command<T> {
+  readonly kind = 'childResult' as const;
+  constructor(readonly handle: ChildHandle<T>) {
+    super();
+  }
+}
+
+/** Starts a child workflow and waits for its result. */
+export function child<W extends WorkflowDef>(wf: W, input: InputOf<W>, options: ChildOptions = {}): Command<OutputOf<W>> {
+  assertWorkflowDef(wf, 'child');
+  return new ChildCommand<OutputOf<W>>(wf, input, options, true);
+}
+
+/** Starts a child workflow; resolves to its handle once the start is journaled. */
+export function startChild<W extends WorkflowDef>(
+  wf: W,
+  input: InputOf<W>,
+  options: ChildOptions = {},
+): Command<ChildHandle<OutputOf<W>>> {
+  assertWorkflowDef(wf, 'startChild');
+  return new ChildCommand<ChildHandle<OutputOf<W>>>(wf, input, options, false);
+}
+
+/** The handles of every child this run has started so far, in step order. */
+export class ChildrenCommand extends Command<ChildHandle<unknown>[]> {
+  readonly kind = 'children' as const;
+}
+export function children(): Command<ChildHandle<unknown>[]> {
+  return new ChildrenCommand();
+}
+
+function assertWorkflowDef(wf: unknown, fn: string): void {
+  if (!wf || typeof (wf as WorkflowDef).name !== 'string' || typeof (wf as WorkflowDef).body !== 'function') {
+    throw new TypeError(`${fn}(wf, …): wf must be a workflow declared with workflow(name, function* …)`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Activities
+
+export interface RetryPolicy {
+  /** Total attempts, first included. Default 3 for activities. */
+  maximumAttempts?: number;
+  initialIntervalMs?: number;
+  backoffCoefficient?: number;
+  maximumIntervalMs?: number;
+  /** Error names that are never retried. */
+  nonRetryableErrors?: string[];
+}
+
+export interface ActivityOptions {
+  retry?: RetryPolicy;
+}
+
+export interface ActivityDef<I = any, O = any> {
+  readonly name: string;
+  readonly fn: (input: I) => O | Promise<O>;
+  readonly options: ActivityOptions;
+}
+
+/** Declares an activity: a plain (async) function whose result is journaled, so it never runs again on replay. */
+export function defineActivity<I, O>(name: string, fn: (input: I) => O | Promise<O>, options: ActivityOptions = {}): ActivityDef<I, Awaited<O>> {
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError('defineActivity(name, fn): name must be a non-empty string');
+  if (typeof fn !== 'function') throw new TypeError(`defineActivity('${name}', fn): fn must be a function`);
+  return Object.freeze({ name, fn: fn as (input: I) => Promise<Awaited<O>>, options });
+}
+
+export class ActivityCommand<T> extends Command<T> {
+  readonly kind = 'activity' as const;
+  constructor(
+    readonly name: string,
+    readonly input: unknown,
+    readonly options: ActivityOptions,
+  ) {
+    super();
+  }
+}
+
+/** Runs an activity by definition (typed) or by registered name. */
+export function activity<A extends ActivityDef>(def: A, input: Parameters<A['fn']>[0]): Command<Awaited<ReturnType<A['fn']>>>;
+export function activity<T = unknown>(name: string, input?: unknown): Command<T>;
+export function activity(def: ActivityDef | string, input?: unknown): Command<unknown> {
+  if (typeof def === 'string') return new ActivityCommand(def, input, {});
+  if (!def || typeof def.name !== 'string') throw new TypeError('activity(def, input): def must come from defineActivity() or be a name');
+  return new ActivityCommand(def.name, input, def.options);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Timers and replay-safe values
+
+export class SleepCommand extends Command<void> {
+  readonly kind = 'sleep' as const;
+  constructor(readonly ms: number) {
+    super();
+  }
+}
+
+/** A durable timer. */
+export function sleep(ms: number): Command<void> {
+  if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`sleep(ms): ms must be a finite number >= 0, got ${ms}`);
+  return new SleepCommand(ms);
+}
+
+export class SideEffectCommand<T> extends Command<T> {
+  readonly kind = 'sideEffect' as const;
+  constructor(
+    readonly effect: 'now' | 'random' | 'uuid' | 'sideEffect',
+    readonly fn?: () => T,
+  ) {
+    super();
+  }
+}
+
+/** The current time in epoch ms, recorded on first execution and replayed. */
+export const now = (): Command<number> => new SideEffectCommand<number>('now');
+/** A random number in [0, 1), recorded and replayed. */
+export const random = (): Command<number> => new SideEffectCommand<number>('random');
+/** A random UUID v4, recorded and replayed. */
+export const uuid = (): Command<string> => new SideEffectCommand<string>('uuid');
+/** Runs `fn` once and journals its (JSON) result; replay returns the journaled value without calling `fn`. */
+export function sideEffect<T>(fn: () => T): Command<T> {
+  if (typeof fn !== 'function') throw new TypeError('sideEffect(fn): fn must be a function');
+  return new SideEffectCommand<T>('sideEffect', fn);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Barriers
+
+/** What `all()` accepts: commands, arrays and plain objects of them, nested to any depth. */
+export type Shape = Command<any> | readonly Shape[] | { readonly [key: string]: Shape };
+
+export type ResultOf<S> = S extends Command<infer T>
+  ? T
+  : S extends readonly unknown[]
+    ? { -readonly [K in keyof S]: ResultOf<S[K]> }
+    : S extends object
+      ? { -readonly [K in keyof S]: ResultOf<S[K]> }
+      : never;
+
+export type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; reason: Error };
+
+export type SettledOf<S> = S extends Command<infer T>
+  ? Settled<T>
+  : S extends readonly unknown[]
+    ? { -readonly [K in keyof S]: SettledOf<S[K]> }
+    : S extends object
+      ? { -readonly [K in keyof S]: SettledOf<S[K]> }
+      : never;
+
+export class AllCommand<T> extends Command<T> {
+  readonly kind = 'all' as const;
+  constructor(
+    readonly shape: Shape,
+    readonly settled: boolean,
+  ) {
+    super();
+  }
+}
+
+/**
+ * Fans out over every command in `shape` and fans back in with the results in the same shape. Throws the failure
+ * with the earliest close time (ties: lowest leaf index) as soon as one member fails.
+ */
+export function all<const S extends readonly Shape[] | { readonly [key: string]: Shape }>(shape: S): Command<ResultOf<S>> {
+  validateShape(shape, 'all');
+  return new AllCommand<ResultOf<S>>(shape, false);
+}
+
+/** Like `all`, but waits for every member and returns each outcome instead of throwing. */
+export function allSettled<const S extends readonly Shape[] | { readonly [key: string]: Shape }>(shape: S): Command<SettledOf<S>> {
+  validateShape(shape, 'allSettled');
+  return new AllCommand<SettledOf<S>>(shape, true);
+}
+
+function validateShape(shape: unknown, fn: string): void {
+  if (shape instanceof Command) return;
+  if (Array.isArray(shape)) {
+    for (const s of shape) validateShape(s, fn);
+    return;
+  }
+  if (shape && typeof shape === 'object' && Object.getPrototypeOf(shape) === Object.prototype) {
+    for (const s of Object.values(shape)) validateShape(s, fn);
+    return;
+  }
+  throw new TypeError(`${fn}(…): members must be commands, arrays or plain objects of commands; got ${describeValue(shape)}`);
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'Object'}`;
+  return typeof v;
+}

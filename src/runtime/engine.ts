@@ -1,0 +1,815 @@
+import { randomUUID } from 'node:crypto';
+import {
+  ActivityCommand,
+  AllCommand,
+  ChildCommand,
+  ChildResultCommand,
+  Command,
+  SideEffectCommand,
+  SleepCommand,
+  type ChildHandle,
+  type Shape,
+  type WorkflowDef,
+  type WorkflowGenerator,
+} from './commands.js';
+import {
+  ActivityFailedError,
+  ChildCancelledError,
+  ChildDepthExceededError,
+  ChildFailedError,
+  ChildTerminatedError,
+  ChildTimeoutError,
+  CorruptJournalError,
+  DuplicateChildIdError,
+  NonDeterminismError,
+  serializeError,
+  type ChildRef,
+  type SerializedError,
+} from './errors.js';
+import { DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
+import { deriveId, inputHash, journalValue } from './json.js';
+import type { NewRun, WaitSpec } from '../journal/journal.js';
+
+/**
+ * The replay engine: drives one run's generator from its journal, live and on replay, with one interpreter.
+ *
+ * The rule that makes replay exact: the engine walks the journal in seq order with a single cursor. A delivery
+ * (child closed, activity finished, timer fired) is applied when the cursor reaches it, and the generator is then
+ * advanced as far as it can go. Every command the generator issues must be the decision at the cursor; when the
+ * cursor is at the end of the journal the decision is new and is appended. Live activations do exactly the same
+ * thing, appending each delivery before advancing, so the journal order *is* the order the code saw things in, and
+ * a replay sees them in the same order. Where the code makes a choice among things that happened (which failure a
+ * barrier throws), the choice is also journaled and replay takes the journaled one.
+ */
+
+export interface EngineOptions {
+  /** Children deeper than this fail with ChildDepthExceededError. Default 10. */
+  maxChildDepth?: number;
+}
+
+export const DEFAULT_MAX_CHILD_DEPTH = 10;
+
+/** Where the run sits in the tree, read from its run row. */
+export interface EngineRun {
+  runId: string;
+  workflowId: string;
+  depth: number;
+  queue: string;
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** A leaf the generator can wait on: it settles once, with a close time used for failure selection. */
+interface Leaf {
+  readonly path: string;
+  outcome: Outcome | null;
+  closedAt: number;
+}
+
+interface ChildState extends Leaf {
+  readonly kind: 'child';
+  readonly ref: ChildRef;
+  readonly handle: ChildHandle<unknown>;
+}
+interface ActivityState extends Leaf {
+  readonly kind: 'activity';
+  readonly name: string;
+  readonly input: unknown;
+}
+interface TimerState extends Leaf {
+  readonly kind: 'timer';
+  readonly fireAt: number;
+}
+interface ImmediateState extends Leaf {
+  readonly kind: 'immediate';
+}
+type LeafState = ChildState | ActivityState | TimerState | ImmediateState;
+
+/** A node of the thing the generator is blocked on: a leaf, or a barrier group (possibly nested). */
+type WaitNode =
+  | { type: 'leaf'; leaf: LeafState; leafIndex: number }
+  | {
+      type: 'group';
+      path: string;
+      settled: boolean;
+      keys: string[] | null; // object keys, or null for an array
+      members: WaitNode[];
+    };
+
+type GroupResult = { state: 'open' } | { state: 'ok'; value: unknown } | { state: 'failed'; leaf: LeafState & { leafIndex: number } };
+
+export interface ActivityTask {
+  path: string;
+  name: string;
+  input: unknown;
+}
+
+/** What one activation decided, for the host to commit in one journal transaction. */
+export interface ActivationOutput {
+  events: NewEvent[];
+  children: NewRun[];
+  /** Activities issued in this activation (the host runs them). */
+  activities: ActivityTask[];
+  close?: { status: 'completed'; result: unknown } | { status: 'failed'; error: SerializedError };
+}
+
+export class RunEngine {
+  private readonly maxChildDepth: number;
+  private history: JournalEvent[] = [];
+  private cursor = 0;
+  private gen: WorkflowGenerator<unknown> | null = null;
+  private started = false;
+  private blocked: WaitNode | null = null;
+  private position = 0;
+  private closedWith: ActivationOutput['close'] | undefined;
+
+  private readonly childByPath = new Map<string, ChildState>();
+  private readonly childByCallId = new Map<string, ChildState>();
+  private readonly usedIds = new Map<string, string>();
+  private readonly handles: ChildHandle<unknown>[] = [];
+  private readonly activities = new Map<string, ActivityState>();
+  private readonly timers = new Map<string, TimerState>();
+
+  private out: ActivationOutput = emptyOutput();
+  private clockNow = 0;
+  private committed = 0;
+  /** Live resumptions of the generator after a wait (tests check: one per wake-up, never one per child). */
+  resumptions = 0;
+
+  constructor(
+    private readonly def: WorkflowDef,
+    readonly run: EngineRun,
+    options: EngineOptions = {},
+  ) {
+    this.maxChildDepth = options.maxChildDepth ?? DEFAULT_MAX_CHILD_DEPTH;
+  }
+
+  /** The seq of the last event this engine has seen or produced. */
+  get lastSeq(): number {
+    return this.history.length;
+  }
+
+  /** The seq of the last event known to be in the journal (replayed, or committed via markCommitted). */
+  get committedSeq(): number {
+    return this.committed;
+  }
+
+  /** The host committed everything this engine produced so far. */
+  markCommitted(): void {
+    this.committed = this.history.length;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  get events(): readonly JournalEvent[] {
+    return this.history;
+  }
+
+  /**
+   * Replays a journal from its start (seq 1, RunStarted). Throws NonDeterminismError when the code no longer issues
+   * what the journal recorded, CorruptJournalError when the journal itself is not a valid history. If the code,
+   * after the last journaled event, goes on to issue new commands, they are left in the output for the host to
+   * commit (this is how a brand-new run takes its first step).
+   */
+  replay(events: readonly JournalEvent[], now: number): void {
+    if (this.history.length) throw new Error('RunEngine.replay: engine already has history');
+    this.clockNow = now;
+    events.forEach((e, i) => {
+      if (e.seq !== i + 1) throw new CorruptJournalError(this.run.runId, `expected seq ${i + 1}, found ${e.seq} (gap or reorder)`);
+    });
+    const first = events[0];
+    if (!first || first.type !== 'RunStarted') throw new CorruptJournalError(this.run.runId, 'the first event is not RunStarted');
+    this.history = events.slice();
+    this.committed = events.length;
+    this.cursor = 1;
+    this.start(first.payload.input);
+    while (this.cursor < this.history.length) {
+      const e = this.history[this.cursor]!;
+      if (DECISION_TYPES.has(e.type)) {
+        throw new NonDeterminismError(e.seq, describeEvent(e), `nothing (the code ${this.describeBlocked()})`);
+      }
+      this.cursor++;
+      this.apply(e);
+      this.advance();
+    }
+  }
+
+  /**
+   * One live step: journals the deliveries (ordered by close time, then call path, so that the earliest close is
+   * seen first), advancing the generator after each. Deliveries already known (a child outcome read twice) are
+   * dropped. Returns everything decided since the last call.
+   */
+  activate(deliveries: NewEvent[], now: number): ActivationOutput {
+    this.clockNow = now;
+    const fresh = deliveries.filter((d) => this.isNews(d)).sort(compareDeliveries);
+    for (const d of fresh) {
+      if (this.closed) break;
+      this.appendLive(d);
+      this.apply(d);
+      this.advance();
+    }
+    return this.takeOutput();
+  }
+
+  /** Everything decided since the last call (for a new run, its first step after replay). */
+  takeOutput(): ActivationOutput {
+    const o = this.out;
+    this.out = emptyOutput();
+    if (this.closedWith && !o.close && o.events.some((e) => e.type === 'RunCompleted' || e.type === 'RunFailed')) o.close = this.closedWith;
+    return o;
+  }
+
+  /** Child runs whose outcome this run has not journaled yet. */
+  openChildren(): string[] {
+    const ids: string[] = [];
+    for (const c of this.childByPath.values()) if (!c.outcome) ids.push(c.ref.childRunId);
+    return ids;
+  }
+
+  /** Child run ids with their call paths, for building deliveries from journal outcomes. */
+  childPath(childRunId: string): { path: string; callId: string } | undefined {
+    for (const c of this.childByPath.values()) if (c.ref.childRunId === childRunId) return { path: c.path, callId: c.ref.callId };
+    return undefined;
+  }
+
+  /** Activities scheduled and not yet finished (including ones journaled by a worker that died). */
+  openActivities(): ActivityTask[] {
+    const out: ActivityTask[] = [];
+    for (const a of this.activities.values()) if (!a.outcome) out.push({ path: a.path, name: a.name, input: a.input });
+    return out;
+  }
+
+  /** TimerFired deliveries for every open timer due at `now`. */
+  dueTimers(now: number): NewEvent[] {
+    const out: NewEvent[] = [];
+    for (const t of this.timers.values()) {
+      if (!t.outcome && t.fireAt <= now) out.push({ type: 'TimerFired', payload: { path: t.path, closedAt: t.fireAt } });
+    }
+    return out;
+  }
+
+  /** What wakes this run next, derived from what its generator waits on. */
+  waitSpec(): WaitSpec {
+    const spec: WaitSpec = { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: this.openActivities().length > 0 };
+    const node = this.blocked;
+    if (!node || this.closed) return spec;
+    if (node.type === 'leaf') {
+      const l = node.leaf;
+      if (!l.outcome && l.kind === 'child') spec.onClose.push(l.ref.childRunId);
+      if (!l.outcome && l.kind === 'timer') spec.timerAt = l.fireAt;
+      return spec;
+    }
+    let onlyChildrenOpen = true;
+    const openChildren: string[] = [];
+    const walk = (n: WaitNode, failFast: boolean): void => {
+      if (n.type === 'group') {
+        for (const m of n.members) walk(m, failFast && !n.settled);
+        return;
+      }
+      const l = n.leaf;
+      if (l.outcome) return;
+      if (l.kind === 'child') {
+        openChildren.push(l.ref.childRunId);
+        if (failFast) spec.onFailure.push(l.ref.childRunId);
+      } else {
+        onlyChildrenOpen = false;
+        if (l.kind === 'timer') spec.timerAt = Math.min(spec.timerAt ?? Infinity, l.fireAt);
+      }
+    };
+    walk(node, true);
+    // Successful closes wake the parent only when they complete the whole barrier (SPEC section 4).
+    if (onlyChildrenOpen) spec.onAllClosed = openChildren;
+    return spec;
+  }
+
+  /** A short description of what the generator waits on (for errors and describe()). */
+  describeBlocked(): string {
+    if (this.closed) return 'has closed';
+    const n = this.blocked;
+    if (!n) return 'has not started';
+    if (n.type === 'group') return `is waiting on the barrier at path ${n.path}`;
+    return `is waiting on ${n.leaf.kind} at path ${n.leaf.path}`;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+
+  private start(input: unknown): void {
+    this.started = true;
+    try {
+      const gen = this.def.body(input);
+      if (!gen || typeof (gen as WorkflowGenerator<unknown>).next !== 'function') {
+        throw new TypeError(`workflow '${this.def.name}' must be declared with function* (its body returned ${typeof gen})`);
+      }
+      this.gen = gen;
+    } catch (err) {
+      this.decideClose(err);
+      return;
+    }
+    this.step({ ok: true, value: undefined }, null);
+    this.advance();
+  }
+
+  /** Resumes the generator for as long as what it waits on is settled. */
+  private advance(): void {
+    while (this.started && !this.closed && this.blocked) {
+      const node = this.blocked;
+      const r = this.evaluate(node);
+      if (r.state === 'open') return;
+      this.blocked = null;
+      if (this.isLive()) this.resumptions++;
+      if (r.state === 'ok') {
+        this.step({ ok: true, value: r.value }, null);
+      } else {
+        this.step({ ok: false, error: r.error }, r.path);
+      }
+    }
+  }
+
+  /** Sends one outcome into the generator and records what it does next. */
+  private step(resume: Outcome, failurePath: string | null): void {
+    let res: IteratorResult<unknown, unknown>;
+    let input: Outcome = resume;
+    let failedAt = failurePath;
+    for (;;) {
+      try {
+        res = input.ok ? this.gen!.next(input.value) : this.gen!.throw(input.error);
+      } catch (err) {
+        this.decideClose(err);
+        return;
+      }
+      if (!input.ok && failedAt !== null) {
+        this.decide({ type: 'FailureHandled', payload: { path: failedAt, error: serializeError(input.error) } });
+      }
+      if (res.done) {
+        this.decideComplete(res.value);
+        return;
+      }
+      const path = String(this.position++);
+      const cmd = res.value;
+      if (!(cmd instanceof Command)) {
+        input = { ok: false, error: new TypeError(`workflow '${this.def.name}' yielded ${typeof cmd}; yield commands (child, all, activity, sleep, …)`) };
+        failedAt = path;
+        continue;
+      }
+      try {
+        this.blocked = this.issue(cmd, path, { next: 0 });
+      } catch (err) {
+        if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) throw err;
+        // Bad input to a command (not serializable, a foreign handle): thrown at that yield, deterministically.
+        input = { ok: false, error: err as Error };
+        failedAt = path;
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** Issues one command at `path`, journaling (or matching) its decision, and returns what the generator waits on. */
+  private issue(cmd: Command<unknown>, path: string, leafCounter: { next: number }): WaitNode {
+    if (cmd instanceof AllCommand) return this.issueGroup(cmd.shape, path, cmd.settled, leafCounter);
+    const leaf = this.issueLeaf(cmd, path);
+    return { type: 'leaf', leaf, leafIndex: leafCounter.next++ };
+  }
+
+  private issueGroup(shape: Shape, path: string, settled: boolean, counter: { next: number }): WaitNode {
+    // Leaves are numbered depth-first, left to right, across nested groups: the leaf index of SPEC section 4.
+    const build = (s: Shape): WaitNode => {
+      if (s instanceof AllCommand) return { ...groupOf(s.shape, s.settled) };
+      if (s instanceof Command) {
+        const leafPath = `${path}.${counter.next}`;
+        return { type: 'leaf', leaf: this.issueLeaf(s, leafPath), leafIndex: counter.next++ };
+      }
+      return groupOf(s, settled);
+    };
+    const groupOf = (s: Shape, st: boolean): WaitNode => {
+      if (Array.isArray(s)) return { type: 'group', path, settled: st, keys: null, members: s.map(build) };
+      const keys = Object.keys(s as object);
+      return { type: 'group', path, settled: st, keys, members: keys.map((k) => build((s as Record<string, Shape>)[k]!)) };
+    };
+    return groupOf(shape, settled);
+  }
+
+  private issueLeaf(cmd: Command<unknown>, path: string): LeafState {
+    if (cmd instanceof ChildCommand) return this.issueChild(cmd, path);
+    if (cmd instanceof ChildResultCommand) {
+      const c = this.childByCallId.get(cmd.handle?.callId);
+      if (!c) throw new TypeError('handle.result(): the handle does not belong to a child of this run');
+      return c;
+    }
+    if (cmd instanceof ActivityCommand) {
+      const input = journalValue(cmd.input, `input of activity '${cmd.name}'`);
+      const live = this.isLive();
+      this.decide({ type: 'ActivityScheduled', payload: { path, name: cmd.name, inputHash: inputHash(input), input } });
+      const a: ActivityState = { kind: 'activity', path, name: cmd.name, input, outcome: null, closedAt: 0 };
+      this.activities.set(path, a);
+      if (live) this.out.activities.push({ path, name: cmd.name, input });
+      return a;
+    }
+    if (cmd instanceof SleepCommand) {
+      const e = this.decide({ type: 'TimerStarted', payload: { path, fireAt: this.clockNow + cmd.ms } });
+      const t: TimerState = { kind: 'timer', path, fireAt: (e.payload as EventPayloads['TimerStarted']).fireAt, outcome: null, closedAt: 0 };
+      this.timers.set(path, t);
+      return t;
+    }
+    if (cmd instanceof SideEffectCommand) {
+      const live = this.isLive();
+      let value: unknown = null;
+      if (live) value = journalValue(produceSideEffect(cmd, this.clockNow), `value of ${cmd.effect}()`);
+      const e = this.decide({ type: 'SideEffect', payload: { path, kind: cmd.effect, value } });
+      return immediate(path, (e.payload as EventPayloads['SideEffect']).value, this.clockNow);
+    }
+    if (cmd.kind === 'children') return immediate(path, this.handles.slice(), this.clockNow);
+    throw new TypeError(`command '${cmd.kind}' cannot be used here`);
+  }
+
+  private issueChild(cmd: ChildCommand<unknown>, path: string): LeafState {
+    const workflow = cmd.def.name;
+    const input = journalValue(cmd.input, `input of child workflow '${workflow}'`);
+    const hash = inputHash(input);
+    const id = cmd.options.id;
+    if (id !== undefined && (typeof id !== 'string' || id.length === 0)) throw new TypeError('child option id must be a non-empty string');
+    const childWorkflowId = id !== undefined ? `${this.run.workflowId}/${id}` : `${this.run.workflowId}/${workflow}@${path}`;
+    const depth = this.run.depth + 1;
+
+    let refusal: Error | null = null;
+    if (depth > this.maxChildDepth) refusal = new ChildDepthExceededError(workflow, depth, this.maxChildDepth);
+    else if (id !== undefined && this.usedIds.has(id)) refusal = new DuplicateChildIdError(id, childWorkflowId);
+    if (refusal) {
+      this.decide({ type: 'ChildStartFailed', payload: { path, workflow, inputHash: hash, error: serializeError(refusal) } });
+      return { kind: 'immediate', path, outcome: { ok: false, error: refusal }, closedAt: this.clockNow };
+    }
+
+    // Derived, never random: the same parent at the same call path (and id) always names the same child.
+    const childRunId = deriveId('r_', this.run.runId, path, id ?? '');
+    const callId = deriveId('c_', this.run.runId, path);
+    const queue = cmd.options.queue ?? cmd.def.options.queue ?? this.run.queue;
+    const live = this.isLive();
+    this.decide({
+      type: 'ChildScheduled',
+      payload: {
+        path,
+        callId,
+        workflow,
+        inputHash: hash,
+        childRunId,
+        childWorkflowId,
+        awaited: cmd.awaited,
+        ...(id !== undefined ? { id } : {}),
+        ...(queue !== this.run.queue ? { queue } : {}),
+      },
+    });
+    if (id !== undefined) this.usedIds.set(id, childWorkflowId);
+    // Only a live decision creates the row; a replayed one already did, in the same transaction as its event.
+    if (live) {
+      this.out.children.push({ runId: childRunId, workflowId: childWorkflowId, workflow, input, queue, callId, depth });
+    }
+    const ref: ChildRef = { workflow, callId, childRunId, childWorkflowId };
+    const state: ChildState = {
+      kind: 'child',
+      path,
+      ref,
+      outcome: null,
+      closedAt: 0,
+      handle: Object.freeze({
+        workflow,
+        runId: childRunId,
+        workflowId: childWorkflowId,
+        callId,
+        result: () => new ChildResultCommand(state.handle),
+      }),
+    };
+    this.childByPath.set(path, state);
+    this.childByCallId.set(callId, state);
+    this.handles.push(state.handle);
+    if (cmd.awaited) return state;
+    return immediate(path, state.handle, this.clockNow);
+  }
+
+  /**
+   * Journals a decision: on replay it must equal the event at the cursor (which is returned, so journaled values
+   * such as timer deadlines and side-effect results win); live it is appended.
+   */
+  private decide(e: NewEvent): NewEvent {
+    if (this.cursor < this.history.length) {
+      const j = this.history[this.cursor]!;
+      if (!sameDecision(j, e)) throw new NonDeterminismError(j.seq, describeEvent(j), describeEvent(e));
+      this.cursor++;
+      return j;
+    }
+    this.appendLive(e);
+    return e;
+  }
+
+  private appendLive(e: NewEvent): void {
+    const seq = this.history.length + 1;
+    this.history.push({ ...e, seq, recordedAt: this.clockNow } as JournalEvent);
+    this.cursor = this.history.length;
+    this.out.events.push(e);
+  }
+
+  private isLive(): boolean {
+    return this.cursor >= this.history.length;
+  }
+
+  private decideComplete(value: unknown): void {
+    let result: unknown;
+    try {
+      result = journalValue(value, `result of workflow '${this.def.name}'`);
+    } catch (err) {
+      this.decideClose(err);
+      return;
+    }
+    this.decide({ type: 'RunCompleted', payload: { result } });
+    this.closedWith = { status: 'completed', result };
+    this.blocked = null;
+  }
+
+  private decideClose(err: unknown): void {
+    if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) throw err;
+    const error = serializeError(err);
+    this.decide({ type: 'RunFailed', payload: { error } });
+    this.closedWith = { status: 'failed', error };
+    this.blocked = null;
+  }
+
+  /** Applies a delivery to the state it settles. A second delivery for a settled leaf is history only. */
+  private apply(e: JournalEvent | NewEvent): void {
+    switch (e.type) {
+      case 'ChildCompleted':
+      case 'ChildFailed':
+      case 'ChildCancelled':
+      case 'ChildTerminated':
+      case 'ChildTimedOut': {
+        const c = this.childByPath.get(e.payload.path);
+        if (!c) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no child`);
+        if (c.outcome) return;
+        c.closedAt = e.payload.closedAt;
+        c.outcome = childOutcome(e, c.ref);
+        return;
+      }
+      case 'ActivityCompleted':
+      case 'ActivityFailed': {
+        const a = this.activities.get(e.payload.path);
+        if (!a) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no activity`);
+        if (a.outcome) return;
+        a.closedAt = e.payload.closedAt;
+        a.outcome =
+          e.type === 'ActivityCompleted'
+            ? { ok: true, value: e.payload.result }
+            : { ok: false, error: new ActivityFailedError(a.name, a.path, e.payload.attempts, e.payload.error) };
+        return;
+      }
+      case 'TimerFired': {
+        const t = this.timers.get(e.payload.path);
+        if (!t) throw new CorruptJournalError(this.run.runId, `TimerFired for path ${e.payload.path}, which started no timer`);
+        if (t.outcome) return;
+        t.closedAt = e.payload.closedAt;
+        t.outcome = { ok: true, value: undefined };
+        return;
+      }
+      case 'RunBlocked':
+        return;
+      default:
+        throw new CorruptJournalError(this.run.runId, `unexpected event type ${(e as NewEvent).type} at this point`);
+    }
+  }
+
+  /** Whether a delivery brings something this engine has not applied yet. */
+  private isNews(d: NewEvent): boolean {
+    switch (d.type) {
+      case 'ChildCompleted':
+      case 'ChildFailed':
+      case 'ChildCancelled':
+      case 'ChildTerminated':
+      case 'ChildTimedOut': {
+        const c = this.childByPath.get(d.payload.path);
+        return !!c && !c.outcome;
+      }
+      case 'ActivityCompleted':
+      case 'ActivityFailed': {
+        const a = this.activities.get(d.payload.path);
+        return !!a && !a.outcome;
+      }
+      case 'TimerFired': {
+        const t = this.timers.get(d.payload.path);
+        return !!t && !t.outcome;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** Settles what the generator waits on, if it can be: a value, or the error to throw (with its path). */
+  private evaluate(node: WaitNode): { state: 'open' } | { state: 'ok'; value: unknown } | { state: 'failed'; error: Error; path: string } {
+    if (node.type === 'leaf') {
+      const o = node.leaf.outcome;
+      if (!o) return { state: 'open' };
+      return o.ok ? { state: 'ok', value: o.value } : { state: 'failed', error: o.error, path: node.leaf.path };
+    }
+    const r = evalGroup(node);
+    if (r.state !== 'failed') return r;
+    // The choice is journaled; on replay the journaled choice is authoritative.
+    const chosen = r.leaf;
+    const e = this.decide({ type: 'BarrierFailed', payload: { path: node.path, leafIndex: chosen.leafIndex, leafPath: chosen.path } });
+    const p = e.payload as EventPayloads['BarrierFailed'];
+    const leaf = p.leafIndex === chosen.leafIndex ? chosen : findLeaf(node, p.leafIndex);
+    if (!leaf || !leaf.outcome || leaf.outcome.ok) {
+      throw new NonDeterminismError(this.history[this.cursor - 1]!.seq, describeEvent(e), `a barrier whose leaf ${p.leafIndex} has not failed`);
+    }
+    return { state: 'failed', error: leaf.outcome.error, path: leaf.path };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function emptyOutput(): ActivationOutput {
+  return { events: [], children: [], activities: [] };
+}
+
+function immediate(path: string, value: unknown, now: number): ImmediateState {
+  return { kind: 'immediate', path, outcome: { ok: true, value }, closedAt: now };
+}
+
+function produceSideEffect(cmd: SideEffectCommand<unknown>, now: number): unknown {
+  switch (cmd.effect) {
+    case 'now':
+      return now;
+    case 'random':
+      return Math.random();
+    case 'uuid':
+      return randomUUID();
+    case 'sideEffect':
+      return cmd.fn!();
+  }
+}
+
+function childOutcome(e: JournalEvent | NewEvent, ref: ChildRef): Outcome {
+  switch (e.type) {
+    case 'ChildCompleted':
+      return { ok: true, value: e.payload.result };
+    case 'ChildFailed':
+      return { ok: false, error: new ChildFailedError(ref, e.payload.error) };
+    case 'ChildCancelled':
+      return { ok: false, error: new ChildCancelledError(ref, e.payload.error) };
+    case 'ChildTerminated':
+      return { ok: false, error: new ChildTerminatedError(ref, e.payload.error) };
+    case 'ChildTimedOut':
+      return { ok: false, error: new ChildTimeoutError(ref, e.payload.error) };
+    default:
+      throw new Error(`not a child outcome: ${e.type}`);
+  }
+}
+
+/**
+ * Evaluates a barrier group. An `all` group fails as soon as any leaf under it (outside nested allSettled groups)
+ * has failed, choosing the earliest close, then the lowest leaf index; it succeeds when every member has. An
+ * `allSettled` group settles when every member has settled.
+ */
+function evalGroup(g: WaitNode & { type: 'group' }): GroupResult {
+  if (g.settled) {
+    const values: unknown[] = [];
+    for (const m of g.members) {
+      const v = settledValue(m);
+      if (v === OPEN) return { state: 'open' };
+      values.push(v);
+    }
+    return { state: 'ok', value: shapeOf(g, values) };
+  }
+  let chosen: (LeafState & { leafIndex: number }) | null = null;
+  let open = false;
+  const visit = (n: WaitNode): void => {
+    if (n.type === 'group') {
+      if (n.settled) {
+        if (settledValue(n) === OPEN) open = true;
+        return;
+      }
+      for (const m of n.members) visit(m);
+      return;
+    }
+    const o = n.leaf.outcome;
+    if (!o) {
+      open = true;
+      return;
+    }
+    if (o.ok) return;
+    if (!chosen || n.leaf.closedAt < chosen.closedAt || (n.leaf.closedAt === chosen.closedAt && n.leafIndex < chosen.leafIndex)) {
+      chosen = { ...n.leaf, leafIndex: n.leafIndex } as LeafState & { leafIndex: number };
+    }
+  };
+  visit(g);
+  if (chosen) return { state: 'failed', leaf: chosen };
+  if (open) return { state: 'open' };
+  return { state: 'ok', value: successValue(g) };
+}
+
+const OPEN = Symbol('open');
+
+function settledValue(n: WaitNode): unknown {
+  if (n.type === 'leaf') {
+    const o = n.leaf.outcome;
+    if (!o) return OPEN;
+    return o.ok ? { status: 'fulfilled', value: o.value } : { status: 'rejected', reason: o.error };
+  }
+  if (n.settled) {
+    const vals: unknown[] = [];
+    for (const m of n.members) {
+      const v = settledValue(m);
+      if (v === OPEN) return OPEN;
+      vals.push(v);
+    }
+    return shapeOf(n, vals);
+  }
+  // A plain nested array inside allSettled inherits settled-ness, so this is a nested all(): one outcome.
+  const r = evalGroup(n);
+  if (r.state === 'open') return OPEN;
+  if (r.state === 'ok') return { status: 'fulfilled', value: r.value };
+  return { status: 'rejected', reason: (r.leaf.outcome as { ok: false; error: Error }).error };
+}
+
+function successValue(n: WaitNode): unknown {
+  if (n.type === 'leaf') return (n.leaf.outcome as { ok: true; value: unknown }).value;
+  if (n.settled) return settledValue(n);
+  return shapeOf(n, n.members.map(successValue));
+}
+
+function shapeOf(g: WaitNode & { type: 'group' }, values: unknown[]): unknown {
+  if (!g.keys) return values;
+  const o: Record<string, unknown> = {};
+  g.keys.forEach((k, i) => (o[k] = values[i]));
+  return o;
+}
+
+function findLeaf(n: WaitNode, leafIndex: number): LeafState | null {
+  if (n.type === 'leaf') return n.leafIndex === leafIndex ? n.leaf : null;
+  for (const m of n.members) {
+    const f = findLeaf(m, leafIndex);
+    if (f) return f;
+  }
+  return null;
+}
+
+/** Deliveries of one activation are journaled earliest close first, then by call path (leaf order). */
+function compareDeliveries(a: NewEvent, b: NewEvent): number {
+  const ta = (a.payload as { closedAt?: number }).closedAt ?? 0;
+  const tb = (b.payload as { closedAt?: number }).closedAt ?? 0;
+  if (ta !== tb) return ta - tb;
+  return comparePaths((a.payload as { path: string }).path, (b.payload as { path: string }).path);
+}
+
+export function comparePaths(a: string, b: string): number {
+  const pa = a.split('.');
+  const pb = b.split('.');
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    const d = Number(pa[i]) - Number(pb[i]);
+    if (d !== 0) return d;
+  }
+  return pa.length - pb.length;
+}
+
+/** The fields a replayed decision must reproduce: kind, name, input hash, call path (SPEC section 6). */
+function sameDecision(j: JournalEvent, e: NewEvent): boolean {
+  if (j.type !== e.type) return false;
+  const a = j.payload as Record<string, unknown>;
+  const b = e.payload as Record<string, unknown>;
+  switch (e.type) {
+    case 'ChildScheduled':
+      return a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash && a.childRunId === b.childRunId && a.awaited === b.awaited;
+    case 'ChildStartFailed':
+      return a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash;
+    case 'ActivityScheduled':
+      return a.path === b.path && a.name === b.name && a.inputHash === b.inputHash;
+    case 'TimerStarted':
+    case 'BarrierFailed':
+    case 'FailureHandled':
+      return a.path === b.path;
+    case 'SideEffect':
+      return a.path === b.path && a.kind === b.kind;
+    default:
+      return true;
+  }
+}
+
+/** A one-line description of an event, for NonDeterminismError messages. */
+export function describeEvent(e: NewEvent): string {
+  const p = e.payload as Record<string, unknown>;
+  switch (e.type) {
+    case 'ChildScheduled':
+      return `ChildScheduled(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash}${p.id !== undefined ? `, id '${p.id}'` : ''})`;
+    case 'ChildStartFailed':
+      return `ChildStartFailed(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash})`;
+    case 'ActivityScheduled':
+      return `ActivityScheduled(path ${p.path}, activity '${p.name}', input hash ${p.inputHash})`;
+    case 'TimerStarted':
+      return `TimerStarted(path ${p.path})`;
+    case 'SideEffect':
+      return `SideEffect(path ${p.path}, ${p.kind})`;
+    case 'BarrierFailed':
+      return `BarrierFailed(path ${p.path}, leaf ${p.leafIndex})`;
+    case 'FailureHandled':
+      return `FailureHandled(path ${p.path})`;
+    default:
+      return e.type;
+  }
+}

@@ -1,0 +1,69 @@
+import { createHash } from 'node:crypto';
+import { PayloadError } from './errors.js';
+
+/** Largest JSON payload (input, result, activity value) a journal accepts, in UTF-16 code units of its JSON text. */
+export const MAX_PAYLOAD_CHARS = 2 * 1024 * 1024;
+
+/**
+ * Turns a value into the JSON the journal will hold, rejecting what cannot survive the trip. Live execution hands the
+ * workflow the round-tripped value, so live and replayed runs see exactly the same data (a Date becomes a string in
+ * both).
+ */
+export function toJson(value: unknown, what: string): { json: string; value: unknown } {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, rejectUnsafe);
+  } catch (err) {
+    throw new PayloadError(what, `not JSON-serializable (${(err as Error).message})`);
+  }
+  if (json === undefined) {
+    if (value === undefined) return { json: 'null', value: null };
+    throw new PayloadError(what, `a ${typeof value} is not JSON-serializable`);
+  }
+  if (json.length > MAX_PAYLOAD_CHARS) {
+    throw new PayloadError(what, `its JSON is ${json.length} characters, over the ${MAX_PAYLOAD_CHARS} limit`);
+  }
+  return { json, value: JSON.parse(json) };
+}
+
+function rejectUnsafe(_key: string, v: unknown): unknown {
+  if (typeof v === 'bigint') throw new Error('BigInt value');
+  if (typeof v === 'function') throw new Error('function value');
+  if (typeof v === 'symbol') throw new Error('symbol value');
+  if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`non-finite number ${v}`);
+  return v;
+}
+
+/** Validates and round-trips a payload; returns the journaled value. */
+export function journalValue<T>(value: T, what: string): T {
+  return toJson(value, what).value as T;
+}
+
+/**
+ * A cheap, stable 53-bit hash of a payload's JSON text, as hex. Used to match a replayed command's input against the
+ * journaled one: it must be fast (it runs once per command on every replay), not cryptographic.
+ */
+export function inputHash(value: unknown): string {
+  const text = value === undefined ? 'null' : JSON.stringify(value) ?? 'null';
+  return hash53(text).toString(16);
+}
+
+export function hash53(str: string, seed = 0): number {
+  let h1 = 0xdeadbeef ^ seed;
+  let h2 = 0x41c6ce57 ^ seed;
+  for (let i = 0; i < str.length; i++) {
+    const ch = str.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+/** A collision-resistant id derived from its parts (child run ids, call ids): the same parts give the same id. */
+export function deriveId(prefix: string, ...parts: string[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p.length + ':' + p + ';');
+  return prefix + h.digest('base64url').slice(0, 22);
+}
