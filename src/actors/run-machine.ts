@@ -1,0 +1,248 @@
+import { assign, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import type { Logger } from 'pino';
+import { runActivity } from '../runtime/activities.js';
+import type { ActivityTask, RunEngine } from '../runtime/engine.js';
+import { LeaseLostError } from '../runtime/errors.js';
+import type { NewEvent } from '../runtime/events.js';
+import type { CommitResult, Lease } from '../journal/journal.js';
+import { loadEngine, step, type RunHost, type StepResult } from './activation.js';
+
+/**
+ * The run actor: one XState actor per active run, driving its generator through activations.
+ *
+ *   loading ──> activating ──> closed | blocked        (final: the run is over, or needs an operator)
+ *                  │   ^
+ *                  v   │  ACTIVITY_DONE / WAKE
+ *               working  (holds the lease while activities run here; renews it)
+ *                  │
+ *                  v
+ *              suspended  (final: lease released, live engine parked in the sticky cache)
+ *
+ *   any state ──> lost    (final: the lease was taken over or cleared; nothing more is written)
+ *
+ * Side effects live in named actors (load, activate, renew) and actions; the machine itself only says when.
+ */
+
+/** What a run actor needs from the worker that hosts it. */
+export interface RunServices {
+  host: RunHost;
+  log: Logger;
+  leaseMs: number;
+  /** Longest time an activation waits for its own in-process activities before committing without them. */
+  inlineActivityBudgetMs: number;
+  /** Called after each commit, so the worker can run newly leased children and route parent wake-ups. */
+  afterCommit(runId: string, result: CommitResult, timerAt: number | null): void;
+}
+
+/** Activities running in this process for one run; results wait here until the next activation journals them. */
+export class LocalWork {
+  private readonly inflight = new Map<string, Promise<void>>();
+  private ready: NewEvent[] = [];
+  constructor(private readonly onReady: () => void) {}
+
+  get size(): number {
+    return this.inflight.size;
+  }
+
+  has(path: string): boolean {
+    return this.inflight.has(path);
+  }
+
+  start(task: ActivityTask, run: () => Promise<NewEvent>): Promise<void> {
+    const p = run().then((delivery) => {
+      this.inflight.delete(task.path);
+      this.ready.push(delivery);
+      this.onReady();
+    });
+    this.inflight.set(task.path, p);
+    return p;
+  }
+
+  take(): NewEvent[] {
+    const r = this.ready;
+    this.ready = [];
+    return r;
+  }
+
+  get hasReady(): boolean {
+    return this.ready.length > 0;
+  }
+}
+
+export interface RunActorInput {
+  runId: string;
+  lease: Lease;
+  services: RunServices;
+}
+
+export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed';
+
+export interface RunContext {
+  runId: string;
+  lease: Lease;
+  services: RunServices;
+  engine: RunEngine | null;
+  work: LocalWork | null;
+  /** A wake-up arrived while an activation was in flight: activate again before suspending. */
+  wakePending: boolean;
+  activations: number;
+  error: string | null;
+}
+
+export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' };
+
+async function activate(ctx: RunContext): Promise<StepResult> {
+  const { services, lease } = ctx;
+  const engine = ctx.engine!;
+  const work = ctx.work!;
+  const host = services.host;
+  const startAll = (tasks: ActivityTask[]) => {
+    const started: Promise<void>[] = [];
+    for (const t of tasks) {
+      if (work.has(t.path)) continue;
+      started.push(work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
+    }
+    return started;
+  };
+  // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
+  startAll(engine.openActivities());
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true }, async (output) => {
+    // Eager activities: run what this activation issued right away and, if it finishes within the budget, journal
+    // the results in this same commit (one transaction instead of two).
+    const started = startAll(output.activities);
+    if (!started.length || services.inlineActivityBudgetMs <= 0) return work.take();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(started),
+      new Promise<void>((r) => (timer = setTimeout(r, services.inlineActivityBudgetMs))),
+    ]);
+    clearTimeout(timer);
+    return work.take();
+  });
+  if (result.kind === 'committed') {
+    startAll(result.output.activities);
+  }
+  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null);
+  return result;
+}
+
+export const runMachine = setup({
+  types: {
+    context: {} as RunContext,
+    events: {} as RunEvent,
+    input: {} as RunActorInput,
+  },
+  actors: {
+    load: fromPromise<RunEngine, RunContext>(async ({ input }) => {
+      const run = await input.services.host.journal.getRun(input.runId);
+      if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
+      return loadEngine(input.services.host, run);
+    }),
+    activate: fromPromise<StepResult, RunContext>(({ input }) => activate(input)),
+    renew: fromPromise<Lease, RunContext>(({ input }) => input.services.host.journal.renew(input.lease, input.services.leaseMs)),
+  },
+  delays: {
+    renewEvery: ({ context }) => Math.max(50, Math.floor(context.services.leaseMs / 3)),
+  },
+  guards: {
+    isBlocked: ({ event }) => (event as unknown as { output: StepResult }).output.kind === 'blocked',
+    isClosed: ({ context }) => context.engine?.closed === true,
+    hasNews: ({ context }) => context.wakePending || context.work!.hasReady,
+    /** More news arrived during the activation and the lease is still ours: go again. */
+    newsAndHeld: ({ context, event }) => {
+      const out = (event as unknown as { output: StepResult }).output;
+      return out.kind === 'committed' && !out.released && (context.wakePending || context.work!.hasReady);
+    },
+    /** Activities of this run are still open: keep the lease while they run here. */
+    isWorking: ({ context }) => context.work!.size > 0 || (context.engine?.openActivities().length ?? 0) > 0,
+    leaseLost: ({ event }) => (event as unknown as { error: unknown }).error instanceof LeaseLostError,
+  },
+  actions: {
+    noteWake: assign({ wakePending: true }),
+    clearWake: assign({ wakePending: false, activations: ({ context }) => context.activations + 1 }),
+    parkEngine: ({ context }) => {
+      if (context.engine) context.services.host.cache.put(context.runId, context.engine);
+    },
+    dropEngine: ({ context }) => context.services.host.cache.delete(context.runId),
+    recordError: assign({ error: ({ event }) => String((event as unknown as { error: unknown }).error) }),
+    logError: ({ context, event }) =>
+      context.services.log.error({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'run activation failed'),
+    reportEnd: sendParent(({ context }, params: { reason: RunEndReason }) => ({
+      type: 'RUN_ENDED' as const,
+      runId: context.runId,
+      reason: params.reason,
+      wakePending: context.wakePending,
+    })),
+  },
+}).createMachine({
+  id: 'run',
+  context: ({ input, self }) => ({
+    runId: input.runId,
+    lease: input.lease,
+    services: input.services,
+    engine: null,
+    work: new LocalWork(() => self.send({ type: 'ACTIVITY_DONE' })),
+    wakePending: false,
+    activations: 0,
+    error: null,
+  }),
+  initial: 'loading',
+  on: {
+    WAKE: { actions: 'noteWake' },
+  },
+  states: {
+    loading: {
+      invoke: {
+        src: 'load',
+        input: ({ context }) => context,
+        onDone: { target: 'activating', actions: assign({ engine: ({ event }) => event.output }) },
+        onError: [
+          { guard: 'leaseLost', target: 'lost' },
+          { target: 'failed', actions: ['recordError', 'logError'] },
+        ],
+      },
+    },
+    activating: {
+      entry: 'clearWake',
+      invoke: {
+        src: 'activate',
+        input: ({ context }) => context,
+        onDone: [
+          { guard: 'isBlocked', target: 'blocked' },
+          { guard: 'isClosed', target: 'closed' },
+          { guard: 'newsAndHeld', target: 'activating', reenter: true },
+          { guard: 'isWorking', target: 'working' },
+          // Released in the commit; news that came in meanwhile is handled by a new actor (see RUN_ENDED).
+          { target: 'suspended' },
+        ],
+        onError: [
+          { guard: 'leaseLost', target: 'lost' },
+          { target: 'failed', actions: ['recordError', 'logError'] },
+        ],
+      },
+    },
+    working: {
+      always: { guard: 'hasNews', target: 'activating' },
+      on: {
+        WAKE: { target: 'activating' },
+        ACTIVITY_DONE: { target: 'activating' },
+      },
+      after: { renewEvery: { target: 'renewing' } },
+    },
+    renewing: {
+      invoke: {
+        src: 'renew',
+        input: ({ context }) => context,
+        onDone: { target: 'working', actions: assign({ lease: ({ event }) => event.output }) },
+        onError: { target: 'lost' },
+      },
+    },
+    suspended: { type: 'final', entry: ['parkEngine', { type: 'reportEnd', params: { reason: 'suspended' } }] },
+    closed: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'closed' } }] },
+    blocked: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'blocked' } }] },
+    lost: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'lost' } }] },
+    failed: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'failed' } }] },
+  },
+});
+
+export type RunActorRef = ActorRefFrom<typeof runMachine>;
