@@ -27,7 +27,7 @@ import {
   type SerializedError,
 } from './errors.js';
 import { DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
-import { deriveId, inputHash, journalValue } from './json.js';
+import { deriveId, hashText, journalValue, toJson } from './json.js';
 import type { NewRun, WaitSpec } from '../journal/journal.js';
 
 /**
@@ -399,9 +399,10 @@ export class RunEngine {
       return c;
     }
     if (cmd instanceof ActivityCommand) {
-      const input = journalValue(cmd.input, `input of activity '${cmd.name}'`);
       const live = this.isLive();
-      this.decide({ type: 'ActivityScheduled', payload: { path, name: cmd.name, inputHash: inputHash(input), input } });
+      const { hash, value } = this.payloadOf(cmd.input, live, `input of activity '${cmd.name}'`);
+      const e = this.decide({ type: 'ActivityScheduled', payload: { path, name: cmd.name, inputHash: hash, input: value } });
+      const input = (e.payload as EventPayloads['ActivityScheduled']).input;
       const a: ActivityState = { kind: 'activity', path, name: cmd.name, input, outcome: null, closedAt: 0 };
       this.activities.set(path, a);
       if (live) this.out.activities.push({ path, name: cmd.name, input });
@@ -426,8 +427,8 @@ export class RunEngine {
 
   private issueChild(cmd: ChildCommand<unknown>, path: string): LeafState {
     const workflow = cmd.def.name;
-    const input = journalValue(cmd.input, `input of child workflow '${workflow}'`);
-    const hash = inputHash(input);
+    const live = this.isLive();
+    const { hash, value: input } = this.payloadOf(cmd.input, live, `input of child workflow '${workflow}'`);
     const id = cmd.options.id;
     if (id !== undefined && (typeof id !== 'string' || id.length === 0)) throw new TypeError('child option id must be a non-empty string');
     const childWorkflowId = id !== undefined ? `${this.run.workflowId}/${id}` : `${this.run.workflowId}/${workflow}@${path}`;
@@ -445,7 +446,6 @@ export class RunEngine {
     const childRunId = deriveId('r_', this.run.runId, path, id ?? '');
     const callId = deriveId('c_', this.run.runId, path);
     const queue = cmd.options.queue ?? cmd.def.options.queue ?? this.run.queue;
-    const live = this.isLive();
     this.decide({
       type: 'ChildScheduled',
       payload: {
@@ -485,6 +485,26 @@ export class RunEngine {
     this.handles.push(state.handle);
     if (cmd.awaited) return state;
     return immediate(path, state.handle, this.clockNow);
+  }
+
+  /**
+   * A command's input as journaled JSON and its hash. Live, the value is validated and round-tripped; on replay
+   * only the hash is needed (the journaled value is used), which keeps replay cheap.
+   */
+  private payloadOf(input: unknown, live: boolean, what: string): { hash: string; value: unknown } {
+    if (live) {
+      const { json, value } = toJson(input, what);
+      return { hash: hashText(json), value };
+    }
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(input);
+    } catch {
+      json = undefined;
+    }
+    // Unserializable input during replay cannot match anything journaled: validate it properly to throw the error.
+    if (json === undefined) return { hash: hashText(toJson(input, what).json), value: null };
+    return { hash: hashText(json), value: null };
   }
 
   /**

@@ -1,0 +1,48 @@
+/**
+ * skein: durable workflows as TypeScript generators.
+ *
+ * Authoring API, errors, the journal contract and its implementations, the worker and the client.
+ */
+export {
+  workflow,
+  child,
+  startChild,
+  children,
+  all,
+  allSettled,
+  activity,
+  defineActivity,
+  sleep,
+  now,
+  random,
+  uuid,
+  sideEffect,
+  Command,
+} from './runtime/commands.js';
+export type {
+  WorkflowDef,
+  WorkflowOptions,
+  ActivityDef,
+  ActivityOptions,
+  RetryPolicy,
+  ChildOptions,
+  ChildHandle,
+  ParentClosePolicy,
+  Settled,
+  Shape,
+  ResultOf,
+  SettledOf,
+  InputOf,
+  OutputOf,
+} from './runtime/commands.js';
+export * from './runtime/errors.js';
+export type { EventType, EventPayloads, JournalEvent, NewEvent } from './runtime/events.js';
+export { RunEngine, DEFAULT_MAX_CHILD_DEPTH } from './runtime/engine.js';
+export type { EngineOptions } from './runtime/engine.js';
+export { Registry } from './runtime/registry.js';
+export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock } from './journal/journal.js';
+export { MemoryJournal, ManualClock, systemClock } from './journal/memory.js';
+export { Worker } from './worker/worker.js';
+export type { WorkerOptions, WorkerHealth } from './worker/worker.js';
+export { Client } from './client/client.js';
+export type { RunRef, StartOptions, RunDescription, ExportedHistory, OpenWait, WaitKind } from './client/client.js';
