@@ -8,6 +8,7 @@ import { workerSystemMachine } from '../actors/worker-system.js';
 import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
 import type { CommitResult, Journal, Lease } from '../journal/journal.js';
+import type { WakeBus } from '../journal/wake-bus.js';
 
 export interface WorkerOptions {
   workflows: WorkflowsInput;
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   workerId?: string;
   /** How long shutdown waits for running activities before releasing their runs. Default 10 s. */
   shutdownGraceMs?: number;
+  /** Optional cross-worker wake-ups (Redis pub/sub), in addition to the journal's own notifications. */
+  wakeBus?: WakeBus;
 }
 
 export interface WorkerHealth {
@@ -66,6 +69,8 @@ export class Worker {
   private polling = false;
   private pollAgain = false;
   private unsubscribe: (() => void) | null = null;
+  private unsubscribeBus: (() => void) | null = null;
+  private readonly wakeBus: WakeBus | undefined;
   private stopped: Promise<void> | null = null;
   private resolveStopped: (() => void) | null = null;
   private readonly ended: Record<RunEndReason, number> = { closed: 0, suspended: 0, blocked: 0, lost: 0, failed: 0 };
@@ -82,6 +87,7 @@ export class Worker {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 10_000;
+    this.wakeBus = options.wakeBus;
     this.log = (options.logger ?? pino({ level: process.env.SKEIN_LOG_LEVEL ?? 'info' })).child({ workerId: this.workerId });
     const engineOptions: EngineOptions = {};
     if (options.maxChildDepth !== undefined) engineOptions.maxChildDepth = options.maxChildDepth;
@@ -127,6 +133,11 @@ export class Worker {
     this.unsubscribe = this.journal.onWake((ids) => {
       if (this.state === 'running') this.system.send({ type: 'WAKE', runIds: ids });
     });
+    if (this.wakeBus) {
+      this.unsubscribeBus = this.wakeBus.subscribe((ids) => {
+        if (this.state === 'running') this.system.send({ type: 'WAKE', runIds: ids });
+      });
+    }
     this.log.info({ queues: this.queues, concurrency: this.concurrency }, 'worker started');
     this.schedulePoll(0);
   }
@@ -137,6 +148,7 @@ export class Worker {
     this.state = 'stopping';
     if (this.pollTimer) clearTimeout(this.pollTimer);
     this.unsubscribe?.();
+    this.unsubscribeBus?.();
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     const deadline = Date.now() + this.shutdownGraceMs;
@@ -210,11 +222,21 @@ export class Worker {
   }
 
   private afterCommit(runId: string, result: CommitResult, timerAt: number | null): void {
+    const elsewhere: string[] = [];
     for (const l of result.childLeases) {
       if (this.capacityLeft() > 0) this.runLease(l);
-      else void this.journal.release(l); // due now: another worker (or our next poll) takes it
+      else {
+        // Due now: another worker (or our next poll) takes it.
+        void this.journal.release(l);
+        elsewhere.push(l.runId);
+      }
     }
-    if (result.wokeParent) this.system.send({ type: 'WAKE', runIds: [result.wokeParent] });
+    if (result.wokeParent) {
+      // Straight through the actor system when the parent lives here; the bus tells other workers otherwise.
+      if (!this.active.has(result.wokeParent)) elsewhere.push(result.wokeParent);
+      this.system.send({ type: 'WAKE', runIds: [result.wokeParent] });
+    }
+    if (elsewhere.length && this.wakeBus) void this.wakeBus.publish(elsewhere);
     const old = this.timers.get(runId);
     if (old) clearTimeout(old);
     this.timers.delete(runId);
