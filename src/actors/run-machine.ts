@@ -1,4 +1,4 @@
-import { assign, fromPromise, sendParent, setup, type ActorRefFrom } from 'xstate';
+import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'pino';
 import { runActivity } from '../runtime/activities.js';
 import type { ActivityTask, RunEngine } from '../runtime/engine.js';
@@ -73,6 +73,15 @@ export interface RunActorInput {
   runId: string;
   lease: Lease;
   services: RunServices;
+  /** Tells the actor system this run actor has ended (it is then stopped and forgotten). */
+  report: (event: RunEnded) => void;
+}
+
+export interface RunEnded {
+  type: 'RUN_ENDED';
+  runId: string;
+  reason: RunEndReason;
+  wakePending: boolean;
 }
 
 export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed';
@@ -81,6 +90,7 @@ export interface RunContext {
   runId: string;
   lease: Lease;
   services: RunServices;
+  report: (event: RunEnded) => void;
   engine: RunEngine | null;
   work: LocalWork | null;
   /** A wake-up arrived while an activation was in flight: activate again before suspending. */
@@ -167,12 +177,8 @@ export const runMachine = setup({
     recordError: assign({ error: ({ event }) => String((event as unknown as { error: unknown }).error) }),
     logError: ({ context, event }) =>
       context.services.log.error({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'run activation failed'),
-    reportEnd: sendParent(({ context }, params: { reason: RunEndReason }) => ({
-      type: 'RUN_ENDED' as const,
-      runId: context.runId,
-      reason: params.reason,
-      wakePending: context.wakePending,
-    })),
+    reportEnd: ({ context }, params: { reason: RunEndReason }) =>
+      context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending }),
   },
 }).createMachine({
   id: 'run',
@@ -180,6 +186,7 @@ export const runMachine = setup({
     runId: input.runId,
     lease: input.lease,
     services: input.services,
+    report: input.report,
     engine: null,
     work: new LocalWork(() => self.send({ type: 'ACTIVITY_DONE' })),
     wakePending: false,
@@ -189,6 +196,8 @@ export const runMachine = setup({
   initial: 'loading',
   on: {
     WAKE: { actions: 'noteWake' },
+    // The run was cancelled or terminated elsewhere, or the worker is shutting down: stop without writing.
+    STOP: { target: '.lost' },
   },
   states: {
     loading: {

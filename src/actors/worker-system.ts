@@ -1,11 +1,15 @@
-import { enqueueActions, setup } from 'xstate';
+import { createActor, setup } from 'xstate';
 import type { Lease } from '../journal/journal.js';
-import { runMachine, type RunEndReason, type RunServices } from './run-machine.js';
+import { runMachine, type RunActorRef, type RunEndReason, type RunServices } from './run-machine.js';
 
 /**
- * The worker's actor system: it spawns one run actor per leased run (its id is the run id), routes wake-ups to the
- * run's actor when it lives here, and stops actors when their run suspends or closes. Whatever it cannot route
- * (a wake-up for a run with no actor here) goes back to the worker, which decides whether to lease that run.
+ * The worker's actor system: it spawns one run actor per leased run (keyed by run id), routes wake-ups to the run's
+ * actor when it lives here, and stops actors when their run suspends or closes. Whatever it cannot route (a wake-up
+ * for a run with no actor here) goes back to the worker, which decides whether to lease that run.
+ *
+ * Run actors are kept in a registry (a Map owned by this machine) rather than as XState `spawnChild` children:
+ * XState copies a machine's children object on every spawn and stop, which turns a fan-out of thousands of runs
+ * into quadratic work. The registry keeps spawn, route and stop O(1).
  */
 
 export interface SystemHooks {
@@ -20,50 +24,72 @@ export interface WorkerSystemInput {
   hooks: SystemHooks;
 }
 
-type SystemEvent =
+interface WorkerSystemContext extends WorkerSystemInput {
+  runs: Map<string, RunActorRef>;
+}
+
+export type SystemEvent =
   | { type: 'RUN'; lease: Lease }
   | { type: 'WAKE'; runIds: string[] }
+  | { type: 'STOP_RUN'; runId: string }
   | { type: 'RUN_ENDED'; runId: string; reason: RunEndReason; wakePending: boolean };
 
 export const workerSystemMachine = setup({
   types: {
-    context: {} as WorkerSystemInput,
+    context: {} as WorkerSystemContext,
     events: {} as SystemEvent,
     input: {} as WorkerSystemInput,
   },
-  actors: { run: runMachine },
-}).createMachine({
-  id: 'worker',
-  context: ({ input }) => input,
-  on: {
-    RUN: {
-      actions: enqueueActions(({ context, event, enqueue, self }) => {
-        const runId = event.lease.runId;
-        if (self.getSnapshot().children[runId]) {
-          // Already running here (a duplicate claim of our own lease): just make sure it looks again.
-          enqueue.sendTo(self.getSnapshot().children[runId]!, { type: 'WAKE' });
-          return;
-        }
-        enqueue.spawnChild('run', { id: runId, input: { runId, lease: event.lease, services: context.services } });
-      }),
+  actions: {
+    spawnRun: ({ context, event, self }) => {
+      if (event.type !== 'RUN') return;
+      const runId = event.lease.runId;
+      const existing = context.runs.get(runId);
+      if (existing) {
+        // Already running here (a duplicate claim of our own lease): just make sure it looks again.
+        existing.send({ type: 'WAKE' });
+        return;
+      }
+      const ref = createActor(runMachine, {
+        id: runId,
+        input: { runId, lease: event.lease, services: context.services, report: (e) => queueMicrotask(() => self.send(e)) },
+      });
+      context.runs.set(runId, ref);
+      ref.start();
     },
-    WAKE: {
-      actions: enqueueActions(({ context, event, enqueue, self }) => {
-        const children = self.getSnapshot().children;
-        const elsewhere: string[] = [];
-        for (const id of event.runIds) {
-          const ref = children[id];
-          if (ref) enqueue.sendTo(ref, { type: 'WAKE' });
-          else elsewhere.push(id);
-        }
-        if (elsewhere.length) enqueue(() => context.hooks.unrouted(elsewhere));
-      }),
+    routeWake: ({ context, event }) => {
+      if (event.type !== 'WAKE') return;
+      const elsewhere: string[] = [];
+      for (const id of event.runIds) {
+        const ref = context.runs.get(id);
+        if (ref) ref.send({ type: 'WAKE' });
+        else elsewhere.push(id);
+      }
+      if (elsewhere.length) context.hooks.unrouted(elsewhere);
     },
-    RUN_ENDED: {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        enqueue.stopChild(event.runId);
-        enqueue(() => context.hooks.ended(event.runId, event.reason, event.wakePending));
-      }),
+    stopRun: ({ context, event }) => {
+      if (event.type !== 'STOP_RUN') return;
+      context.runs.get(event.runId)?.send({ type: 'STOP' });
+    },
+    reapRun: ({ context, event }) => {
+      if (event.type !== 'RUN_ENDED') return;
+      context.runs.get(event.runId)?.stop();
+      context.runs.delete(event.runId);
+      context.hooks.ended(event.runId, event.reason, event.wakePending);
+    },
+    stopAll: ({ context }) => {
+      for (const ref of context.runs.values()) ref.stop();
+      context.runs.clear();
     },
   },
+}).createMachine({
+  id: 'worker',
+  context: ({ input }) => ({ ...input, runs: new Map() }),
+  on: {
+    RUN: { actions: 'spawnRun' },
+    WAKE: { actions: 'routeWake' },
+    STOP_RUN: { actions: 'stopRun' },
+    RUN_ENDED: { actions: 'reapRun' },
+  },
+  exit: 'stopAll',
 });

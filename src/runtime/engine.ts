@@ -125,6 +125,7 @@ export class RunEngine {
 
   private readonly childByPath = new Map<string, ChildState>();
   private readonly childByCallId = new Map<string, ChildState>();
+  private readonly childByRunId = new Map<string, ChildState>();
   private readonly usedIds = new Map<string, string>();
   private readonly handles: ChildHandle<unknown>[] = [];
   private readonly activities = new Map<string, ActivityState>();
@@ -230,8 +231,8 @@ export class RunEngine {
 
   /** Child run ids with their call paths, for building deliveries from journal outcomes. */
   childPath(childRunId: string): { path: string; callId: string } | undefined {
-    for (const c of this.childByPath.values()) if (c.ref.childRunId === childRunId) return { path: c.path, callId: c.ref.callId };
-    return undefined;
+    const c = this.childByRunId.get(childRunId);
+    return c ? { path: c.path, callId: c.ref.callId } : undefined;
   }
 
   /** Activities scheduled and not yet finished (including ones journaled by a worker that died). */
@@ -375,18 +376,20 @@ export class RunEngine {
 
   private issueGroup(shape: Shape, path: string, settled: boolean, counter: { next: number }): WaitNode {
     // Leaves are numbered depth-first, left to right, across nested groups: the leaf index of SPEC section 4.
-    const build = (s: Shape): WaitNode => {
-      if (s instanceof AllCommand) return { ...groupOf(s.shape, s.settled) };
+    // A plain array or object inherits settled-ness from its enclosing group (not from the outermost one): inside
+    // allSettled(…) it is a group of outcomes, inside a nested all(…) it fails fast.
+    const build = (s: Shape, enclosingSettled: boolean): WaitNode => {
+      if (s instanceof AllCommand) return groupOf(s.shape, s.settled);
       if (s instanceof Command) {
         const leafPath = `${path}.${counter.next}`;
         return { type: 'leaf', leaf: this.issueLeaf(s, leafPath), leafIndex: counter.next++ };
       }
-      return groupOf(s, settled);
+      return groupOf(s, enclosingSettled);
     };
     const groupOf = (s: Shape, st: boolean): WaitNode => {
-      if (Array.isArray(s)) return { type: 'group', path, settled: st, keys: null, members: s.map(build) };
+      if (Array.isArray(s)) return { type: 'group', path, settled: st, keys: null, members: s.map((m) => build(m, st)) };
       const keys = Object.keys(s as object);
-      return { type: 'group', path, settled: st, keys, members: keys.map((k) => build((s as Record<string, Shape>)[k]!)) };
+      return { type: 'group', path, settled: st, keys, members: keys.map((k) => build((s as Record<string, Shape>)[k]!, st)) };
     };
     return groupOf(shape, settled);
   }
@@ -482,6 +485,7 @@ export class RunEngine {
     };
     this.childByPath.set(path, state);
     this.childByCallId.set(callId, state);
+    this.childByRunId.set(childRunId, state);
     this.handles.push(state.handle);
     if (cmd.awaited) return state;
     return immediate(path, state.handle, this.clockNow);

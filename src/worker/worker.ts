@@ -154,9 +154,9 @@ export class Worker {
     const deadline = Date.now() + this.shutdownGraceMs;
     while (this.active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const held: Lease[] = [];
-    for (const ref of Object.values(this.system.getSnapshot().children)) {
-      const ctx = (ref as { getSnapshot(): { context: { lease: Lease } } }).getSnapshot().context;
-      if (ctx?.lease) held.push(ctx.lease);
+    for (const ref of this.system.getSnapshot().context.runs.values()) {
+      const lease = ref.getSnapshot().context.lease;
+      if (lease) held.push(lease);
     }
     this.system.stop();
     // Whatever is still held goes back to the journal: another worker picks it up at once, nothing is lost.
