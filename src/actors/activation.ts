@@ -2,7 +2,7 @@ import { RunEngine, type ActivationOutput, type EngineOptions } from '../runtime
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
-import { OUTCOME_EVENT, type ChildOutcome, type CommitResult, type Journal, type Lease, type RunRecord, type WaitSpec } from '../journal/journal.js';
+import { OUTCOME_EVENT, type ChildOutcome, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
 
 /**
  * One activation, as every host performs it (the XState run actor in a worker, and the deterministic simulator of
@@ -70,6 +70,28 @@ export async function loadEngine(host: RunHost, run: RunRecord): Promise<RunEngi
   const def = host.registry.workflow(run.workflow);
   const engine = new RunEngine(def, { runId: run.runId, workflowId: run.workflowId, depth: run.depth, queue: run.queue }, host.engineOptions);
   engine.replay(events, host.journal.clock.now());
+  return engine;
+}
+
+/**
+ * The engine of a run this worker has just created and leased (a child from its own commit), built without reading
+ * the journal: its history is exactly the RunStarted event written with it.
+ */
+export function freshEngine(host: RunHost, run: NewRun & { parentRunId: string; depth: number }): RunEngine {
+  const def = host.registry.workflow(run.workflow);
+  const engine = new RunEngine(def, { runId: run.runId, workflowId: run.workflowId, depth: run.depth, queue: run.queue }, host.engineOptions);
+  const now = host.journal.clock.now();
+  engine.replay(
+    [
+      {
+        seq: 1,
+        recordedAt: now,
+        type: 'RunStarted',
+        payload: { workflow: run.workflow, workflowId: run.workflowId, input: run.input, depth: run.depth, parentRunId: run.parentRunId, ...(run.callId ? { callId: run.callId } : {}) },
+      },
+    ],
+    now,
+  );
   return engine;
 }
 

@@ -4,8 +4,8 @@ import { runActivity } from '../runtime/activities.js';
 import type { ActivityTask, RunEngine } from '../runtime/engine.js';
 import { LeaseLostError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
-import type { CommitResult, Lease } from '../journal/journal.js';
-import { loadEngine, step, type RunHost, type StepResult } from './activation.js';
+import type { CommitResult, Lease, NewRun } from '../journal/journal.js';
+import { freshEngine, loadEngine, step, type RunHost, type StepResult } from './activation.js';
 
 /**
  * The run actor: one XState actor per active run, driving its generator through activations.
@@ -30,8 +30,11 @@ export interface RunServices {
   leaseMs: number;
   /** Longest time an activation waits for its own in-process activities before committing without them. */
   inlineActivityBudgetMs: number;
-  /** Called after each commit, so the worker can run newly leased children and route parent wake-ups. */
-  afterCommit(runId: string, result: CommitResult, timerAt: number | null): void;
+  /**
+   * Called after each commit, so the worker can run newly leased children (whose specs are given, so their actors
+   * need not read them back) and route parent wake-ups.
+   */
+  afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void;
 }
 
 /** Activities running in this process for one run; results wait here until the next activation journals them. */
@@ -48,7 +51,10 @@ export class LocalWork {
     return this.inflight.has(path);
   }
 
+  /** Starts a task unless it already runs here; returns its completion either way. */
   start(task: ActivityTask, run: () => Promise<NewEvent>): Promise<void> {
+    const running = this.inflight.get(task.path);
+    if (running) return running;
     const p = run().then((delivery) => {
       this.inflight.delete(task.path);
       this.ready.push(delivery);
@@ -69,9 +75,14 @@ export class LocalWork {
   }
 }
 
+/** A run this worker created in its own commit (a child), known without reading the journal. */
+export type FreshRun = NewRun & { parentRunId: string; depth: number };
+
 export interface RunActorInput {
   runId: string;
   lease: Lease;
+  /** Set when the worker itself just created this run: the actor builds its engine without reading the journal. */
+  fresh?: FreshRun;
   services: RunServices;
   /** Tells the actor system this run actor has ended (it is then stopped and forgotten). */
   report: (event: RunEnded) => void;
@@ -89,6 +100,7 @@ export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed
 export interface RunContext {
   runId: string;
   lease: Lease;
+  fresh: FreshRun | undefined;
   services: RunServices;
   report: (event: RunEnded) => void;
   engine: RunEngine | null;
@@ -106,14 +118,7 @@ async function activate(ctx: RunContext): Promise<StepResult> {
   const engine = ctx.engine!;
   const work = ctx.work!;
   const host = services.host;
-  const startAll = (tasks: ActivityTask[]) => {
-    const started: Promise<void>[] = [];
-    for (const t of tasks) {
-      if (work.has(t.path)) continue;
-      started.push(work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
-    }
-    return started;
-  };
+  const startAll = (tasks: ActivityTask[]) => tasks.map((t) => work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
   // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
   startAll(engine.openActivities());
   const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true }, async (output) => {
@@ -132,7 +137,11 @@ async function activate(ctx: RunContext): Promise<StepResult> {
   if (result.kind === 'committed') {
     startAll(result.output.activities);
   }
-  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null);
+  const created: FreshRun[] =
+    result.kind === 'committed'
+      ? result.output.children.map((c) => ({ ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }))
+      : [];
+  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null, created);
   return result;
 }
 
@@ -144,6 +153,7 @@ export const runMachine = setup({
   },
   actors: {
     load: fromPromise<RunEngine, RunContext>(async ({ input }) => {
+      if (input.fresh) return freshEngine(input.services.host, input.fresh);
       const run = await input.services.host.journal.getRun(input.runId);
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
       return loadEngine(input.services.host, run);
@@ -185,6 +195,7 @@ export const runMachine = setup({
   context: ({ input, self }) => ({
     runId: input.runId,
     lease: input.lease,
+    fresh: input.fresh,
     services: input.services,
     report: input.report,
     engine: null,

@@ -1,6 +1,6 @@
 import { createActor, setup } from 'xstate';
 import type { Lease } from '../journal/journal.js';
-import { runMachine, type RunActorRef, type RunEndReason, type RunServices } from './run-machine.js';
+import { runMachine, type FreshRun, type RunActorRef, type RunEndReason, type RunServices } from './run-machine.js';
 
 /**
  * The worker's actor system: it spawns one run actor per leased run (keyed by run id), routes wake-ups to the run's
@@ -29,7 +29,7 @@ interface WorkerSystemContext extends WorkerSystemInput {
 }
 
 export type SystemEvent =
-  | { type: 'RUN'; lease: Lease }
+  | { type: 'RUN'; lease: Lease; fresh?: FreshRun }
   | { type: 'WAKE'; runIds: string[] }
   | { type: 'STOP_RUN'; runId: string }
   | { type: 'RUN_ENDED'; runId: string; reason: RunEndReason; wakePending: boolean };
@@ -52,7 +52,13 @@ export const workerSystemMachine = setup({
       }
       const ref = createActor(runMachine, {
         id: runId,
-        input: { runId, lease: event.lease, services: context.services, report: (e) => queueMicrotask(() => self.send(e)) },
+        input: {
+          runId,
+          lease: event.lease,
+          services: context.services,
+          report: (e) => queueMicrotask(() => self.send(e)),
+          ...(event.fresh ? { fresh: event.fresh } : {}),
+        },
       });
       context.runs.set(runId, ref);
       ref.start();

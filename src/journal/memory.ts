@@ -172,10 +172,12 @@ export class MemoryJournal implements Journal {
     // and the close result/error, which must be JSON like every other journaled value.
     const events = c.events.map((e) => journalValue(e, `event ${e.type}`) as NewEvent);
     const children: NewRun[] = [];
+    const listed = new Set<string>();
     const batch = new Map<string, NewRun>(); // workflow id -> child, to catch two new children sharing one id
     for (const ch of c.children) {
       // A child that already exists is left as it is; a run id listed twice is one child.
-      if (this.runs.has(ch.runId) || children.some((x) => x.runId === ch.runId)) continue;
+      if (this.runs.has(ch.runId) || listed.has(ch.runId)) continue;
+      listed.add(ch.runId);
       const clash = this.byWorkflowId.get(ch.workflowId);
       if (clash) {
         const other = this.mustGet(clash).record;

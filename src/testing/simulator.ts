@@ -118,7 +118,8 @@ export class Simulation {
     this.host.cache.clear();
     // Runs with unfinished activities become due again (their lease would expire); on activation the engine,
     // rebuilt by replay, reports the activities that must run again.
-    for (const runId of this.pending.keys()) this.woken.add(runId);
+    // (A run whose activities have all finished keeps an empty entry here; it has nothing to redo.)
+    for (const [runId, tasks] of this.pending) if (tasks.size) this.woken.add(runId);
     this.pending.clear();
   }
 

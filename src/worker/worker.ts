@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { createActor, type Actor } from 'xstate';
 import pino, { type Logger } from 'pino';
 import { EngineCache, type RunHost } from '../actors/activation.js';
-import type { RunEndReason, RunServices } from '../actors/run-machine.js';
+import type { FreshRun, RunEndReason, RunServices } from '../actors/run-machine.js';
 import { workerSystemMachine } from '../actors/worker-system.js';
 import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
@@ -97,7 +97,7 @@ export class Worker {
       log: this.log,
       leaseMs: this.leaseMs,
       inlineActivityBudgetMs: options.inlineActivityBudgetMs ?? 20,
-      afterCommit: (runId, result, timerAt) => this.afterCommit(runId, result, timerAt),
+      afterCommit: (runId, result, timerAt, created) => this.afterCommit(runId, result, timerAt, created),
     };
     this.system = createActor(workerSystemMachine, {
       input: {
@@ -192,13 +192,13 @@ export class Worker {
     return this.concurrency - this.active.size - this.acquiring.size;
   }
 
-  private runLease(lease: Lease): void {
+  private runLease(lease: Lease, fresh?: FreshRun): void {
     if (this.state !== 'running') {
       void this.journal.release(lease);
       return;
     }
     this.active.add(lease.runId);
-    this.system.send({ type: 'RUN', lease });
+    this.system.send(fresh ? { type: 'RUN', lease, fresh } : { type: 'RUN', lease });
   }
 
   private async tryAcquire(runId: string): Promise<void> {
@@ -221,10 +221,11 @@ export class Worker {
     }
   }
 
-  private afterCommit(runId: string, result: CommitResult, timerAt: number | null): void {
+  private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void {
     const elsewhere: string[] = [];
+    const specs = new Map(created.map((c) => [c.runId, c]));
     for (const l of result.childLeases) {
-      if (this.capacityLeft() > 0) this.runLease(l);
+      if (this.capacityLeft() > 0) this.runLease(l, specs.get(l.runId));
       else {
         // Due now: another worker (or our next poll) takes it.
         void this.journal.release(l);

@@ -1,0 +1,102 @@
+import type { Pool } from 'pg';
+import { Sql } from './sql.js';
+
+/**
+ * Versioned schema migrations. Each has a number, a name and its DDL (a function of the quoted schema name, since
+ * every table lives in the journal's schema). They are applied in order, each recorded in `skein_migrations`, never
+ * edited once released: a schema change is a new entry at the end.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: (schema: string) => string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'runs and events',
+    sql: (s) => `
+      CREATE TABLE ${s}.runs (
+        run_id             text PRIMARY KEY,
+        workflow_id        text NOT NULL,
+        workflow           text NOT NULL,
+        status             text NOT NULL
+          CHECK (status IN ('running', 'blocked', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'continued')),
+        -- json, not jsonb: the text is kept as written, so object key order survives replay (see sql.ts)
+        input              json NOT NULL,
+        parent_run_id      text,
+        call_id            text,
+        root_run_id        text NOT NULL,
+        depth              integer NOT NULL,
+        queue              text NOT NULL,
+        lease_owner        text,
+        lease_token        text,
+        -- times are epoch milliseconds of the journal's clock
+        lease_expires_at   bigint,
+        next_wakeup_at     bigint,
+        created_at         bigint NOT NULL,
+        closed_at          bigint,
+        result             json,
+        error              json,
+        continued_from     text,
+        continued_to       text,
+        last_seq           integer NOT NULL,
+        -- the WaitSpec, one column per part, so a closing child's transaction can evaluate the wake rule in SQL
+        wait_timer_at      bigint,
+        wait_on_close      text[] NOT NULL DEFAULT '{}',
+        wait_on_failure    text[] NOT NULL DEFAULT '{}',
+        wait_on_all_closed text[] NOT NULL DEFAULT '{}',
+        wait_busy          boolean NOT NULL DEFAULT false,
+        CONSTRAINT runs_workflow_id_key UNIQUE (workflow_id)
+      );
+
+      -- claimDue: due open runs by queue, oldest wake-up first; closed and waiting runs are not in the index at all
+      CREATE INDEX runs_due_idx ON ${s}.runs (queue, next_wakeup_at) WHERE status = 'running' AND next_wakeup_at IS NOT NULL;
+      -- listChildren, childOutcomes, and the cancel cascade
+      CREATE INDEX runs_parent_idx ON ${s}.runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL;
+
+      CREATE TABLE ${s}.events (
+        run_id      text NOT NULL REFERENCES ${s}.runs (run_id),
+        seq         integer NOT NULL,
+        type        text NOT NULL,
+        payload     json NOT NULL,
+        recorded_at bigint NOT NULL,
+        PRIMARY KEY (run_id, seq)
+      );
+    `,
+  },
+];
+
+/**
+ * Brings the schema up to date. Safe to call from several processes at once: everything happens in one transaction
+ * that first takes a transaction-level advisory lock for this schema, so the second migrator waits, then finds the
+ * versions already recorded and does nothing. A failed migration rolls back entirely.
+ */
+export async function migrate(pool: Pool, schema: string, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  const sql = new Sql(schema);
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await sql.begin(client);
+    try {
+      await sql.lockMigrations(client);
+      await sql.createSchemaAndMigrationTable(client);
+      const applied = await sql.appliedMigrations(client);
+      const ran: number[] = [];
+      for (const m of ordered) {
+        if (applied.has(m.version)) continue;
+        await sql.applyMigration(client, m.version, m.name, m.sql(`"${schema}"`));
+        ran.push(m.version);
+      }
+      await sql.commit(client);
+      return ran;
+    } catch (err) {
+      await sql.rollback(client).catch((e: Error) => (broken = e));
+      throw err;
+    }
+  } finally {
+    client.release(broken);
+  }
+}

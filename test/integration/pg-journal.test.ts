@@ -1,0 +1,296 @@
+import pg from 'pg';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { NO_WAIT, type Commit, type NewRun } from '../../src/journal/journal.js';
+import { ManualClock } from '../../src/journal/memory.js';
+import { MIGRATIONS, PgJournal, createPgJournal } from '../../src/journal/postgres/index.js';
+import { notifyChunks } from '../../src/journal/postgres/sql.js';
+import type { NewEvent } from '../../src/runtime/events.js';
+import { describeJournalContract, eventually } from '../journal-contract.js';
+import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
+
+// The same contract as the memory journal, each test on a fresh schema that is dropped afterwards.
+describeJournalContract('PgJournal', async (clock) => {
+  const url = await testDatabaseUrl();
+  const { schema, drop } = await freshSchema(url);
+  const journal = new PgJournal({ connectionString: url, schema, clock, maxConnections: 4 });
+  await journal.migrate();
+  return {
+    journal,
+    cleanup: async () => {
+      await journal.close();
+      await drop();
+    },
+  };
+});
+
+describe('PgJournal on PostgreSQL', () => {
+  let url: string;
+  const cleanups: Array<() => Promise<void>> = [];
+
+  beforeAll(async () => {
+    url = await testDatabaseUrl();
+  });
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+
+  /** A fresh schema, dropped after the test; journals opened on it with `open` are closed first. */
+  async function schemaForTest() {
+    const s = await freshSchema(url);
+    cleanups.push(() => s.drop());
+    return s.schema;
+  }
+  function open(schema: string, clock: ManualClock, maxConnections = 4): PgJournal {
+    const journal = new PgJournal({ connectionString: url, schema, clock, maxConnections });
+    cleanups.push(() => journal.close());
+    return journal;
+  }
+
+  const runOf = (id: string, extra: Partial<NewRun> = {}): NewRun => ({ runId: id, workflowId: `wf-${id}`, workflow: 'w', input: { id }, queue: 'q', ...extra });
+  const commitOf = (afterSeq: number, c: Partial<Commit> = {}): Commit => ({ afterSeq, events: [], children: [], wait: NO_WAIT, ...c });
+
+  it('migrate() run by three pools at once applies each migration exactly once, and again changes nothing', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const journals = [open(schema, clock), open(schema, clock), open(schema, clock)];
+    await Promise.all(journals.map((j) => j.migrate()));
+    await Promise.all(journals.map((j) => j.migrate()));
+    const rows = await journals[0]!.pool.query(`SELECT version FROM "${schema}".skein_migrations ORDER BY version`);
+    expect(rows.rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
+    // and the schema works
+    expect((await journals[1]!.startRun(runOf('a'))).created).toBe(true);
+  });
+
+  it('createPgJournal migrates on start', async () => {
+    const schema = await schemaForTest();
+    const journal = await createPgJournal({ connectionString: url, schema });
+    cleanups.push(() => journal.close());
+    expect((await journal.startRun(runOf('a'))).run.createdAt).toBeGreaterThan(0);
+  });
+
+  it('claimDue from two concurrent callers never hands out the same run (FOR UPDATE SKIP LOCKED)', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const a = open(schema, clock, 6);
+    const b = open(schema, clock, 6);
+    await a.migrate();
+    const total = 300;
+    // one fan-out commit creates the runs: all due at once, none leased
+    const root = (await a.startRun(runOf('root', { queue: 'other' }))).run;
+    const lease = (await a.acquire(root.runId, 'setup', 60_000))!;
+    const kids = Array.from({ length: total }, (_, i) => runOf(`r${i}`));
+    await a.commit(lease, commitOf(1, { children: kids }));
+
+    const claimed: string[] = [];
+    const claimer = async (j: PgJournal, owner: string) => {
+      for (;;) {
+        // several claims in flight per journal, so claims really overlap
+        const batches = await Promise.all([1, 2, 3].map(() => j.claimDue({ owner, queues: ['q'], limit: 7, leaseMs: 60_000 })));
+        const got = batches.flat();
+        claimed.push(...got.map((l) => l.runId));
+        if (!got.length) return;
+      }
+    };
+    await Promise.all([claimer(a, 'A'), claimer(b, 'B')]);
+    expect(claimed).toHaveLength(total);
+    expect(new Set(claimed).size).toBe(total);
+  });
+
+  it('a fan-out commit of 1,000 children takes a constant number of statements and writes every child', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const journal = open(schema, clock);
+    await journal.migrate();
+
+    const fanOut = async (id: string, n: number, leaseChildren: boolean) => {
+      const parent = (await journal.startRun(runOf(id))).run;
+      const lease = (await journal.acquire(parent.runId, 'w', 60_000))!;
+      const kids = Array.from({ length: n }, (_, i) => runOf(`${id}-${i}`, { callId: `c${i}`, input: { i, tags: ['x', 'y'] } }));
+      const events: NewEvent[] = kids.map((k, i) => ({
+        type: 'ChildScheduled',
+        payload: { path: `${i}`, callId: k.callId!, workflow: 'w', inputHash: 'h', childRunId: k.runId, childWorkflowId: k.workflowId, awaited: true },
+      }));
+      const commit = commitOf(1, { events, children: kids, wait: { ...NO_WAIT, onAllClosed: kids.map((k) => k.runId) }, release: !leaseChildren, leaseChildren });
+      const counted = await countStatements(() => journal.commit(lease, commit));
+      return { parent, lease, kids, commit, ...counted };
+    };
+
+    // the announcement of 1,000 new children exceeds one NOTIFY payload: it must arrive whole, in chunks
+    const announced = new Set<string>();
+    journal.onWake((ids) => ids.forEach((id) => announced.add(id)));
+    await eventually(() => expect(listening(journal)).toBe(true));
+
+    const small = await fanOut('small', 10, false);
+    const big = await fanOut('big', 1000, false);
+    const leased = await fanOut('leased', 1000, true);
+    console.info(
+      `fan-out commit: 10 children -> ${small.statements.length} statements (${small.ms} ms); ` +
+        `1,000 children -> ${big.statements.length} statements (${big.ms} ms); ` +
+        `1,000 leased children -> ${leased.statements.length} statements (${leased.ms} ms)\n  ${big.statements.join('\n  ')}`,
+    );
+    expect(big.statements.length).toBe(small.statements.length);
+    expect(big.statements.length).toBeLessThanOrEqual(7); // BEGIN, lock, events, children, notify, run update, COMMIT
+    expect(leased.statements.length).toBeLessThanOrEqual(big.statements.length);
+
+    expect(big.result.lastSeq).toBe(1001);
+    expect(await journal.readEvents(big.parent.runId)).toHaveLength(1001);
+    const children = await journal.listChildren(big.parent.runId);
+    expect(children).toHaveLength(1000);
+    expect(children.every((c) => c.parentRunId === big.parent.runId && c.depth === 1 && c.lastSeq === 1 && c.leaseOwner === null)).toBe(true);
+    const counts = await journal.pool.query(
+      `SELECT count(*)::int AS n FROM "${schema}".events e JOIN "${schema}".runs r USING (run_id) WHERE r.parent_run_id = $1 AND e.seq = 1 AND e.type = 'RunStarted'`,
+      [big.parent.runId],
+    );
+    expect(counts.rows[0].n).toBe(1000);
+    expect((await journal.readEvents('big-999'))[0]!.payload).toEqual({ workflow: 'w', workflowId: 'wf-big-999', input: { i: 999, tags: ['x', 'y'] }, depth: 1, parentRunId: 'big', callId: 'c999' });
+
+    await eventually(() => expect(big.kids.filter((k) => !announced.has(k.runId))).toEqual([]));
+    expect(leased.result.childLeases).toHaveLength(1000);
+    expect(new Set(leased.result.childLeases.map((l) => l.token)).size).toBe(1000);
+
+    // A re-run of the same activation after a crash: every child exists and is left alone, still O(1) statements.
+    clock.advance(60_001);
+    const again = (await journal.acquire('leased', 'w2', 60_000))!;
+    const head = (await journal.getRun('leased'))!.lastSeq;
+    const redo = await countStatements(() => journal.commit(again, { ...leased.commit, afterSeq: head, events: [] }));
+    expect(redo.result.childLeases).toEqual([]);
+    expect(redo.statements.length).toBeLessThanOrEqual(leased.statements.length + 1); // + the check of the skipped children
+  });
+
+  it('a parent listening from another journal instance is woken when its child closes', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const worker = open(schema, clock);
+    const listener = open(schema, clock);
+    await worker.migrate();
+    const seen: string[] = [];
+    listener.onWake((ids) => seen.push(...ids));
+    await eventually(() => expect(listening(listener)).toBe(true));
+
+    const { child } = await parentWaitingOn(worker, 'p');
+    const closed = await closeChild(worker, child);
+    expect(closed.wokeParent).toBe('p');
+    await eventually(() => expect(seen).toContain('p'));
+  });
+
+  it('the wake-up listener reconnects after its connection is killed', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const journal = open(schema, clock);
+    await journal.migrate();
+    const seen: string[] = [];
+    journal.onWake((ids) => seen.push(...ids));
+    await eventually(() => expect(listening(journal)).toBe(true));
+
+    const killed = await journal.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${schema}_wake"`]);
+    expect(killed.rowCount).toBe(1);
+    await eventually(() => expect(listening(journal)).toBe(false), 2000);
+    // reconnected: a new backend is listening again (backoff starts at 100 ms)
+    await eventuallyAsync(async () => {
+      const r = await journal.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${schema}_wake"`]);
+      expect(r.rows[0].n).toBe(1);
+    });
+
+    const { child } = await parentWaitingOn(journal, 'p');
+    await closeChild(journal, child);
+    await eventually(() => expect(seen).toContain('p'));
+  });
+
+  it('no lost wake-up when the last child closes while its parent commits its wait (lock order parent, child)', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const a = open(schema, clock, 6);
+    const b = open(schema, clock, 6);
+    await a.migrate();
+    for (let round = 0; round < 25; round++) {
+      const parent = (await a.startRun(runOf(`p${round}`))).run;
+      const lease = (await a.acquire(parent.runId, 'pw', 60_000))!;
+      const kids = [0, 1, 2].map((i) => runOf(`p${round}-${i}`));
+      await a.commit(lease, commitOf(1, { children: kids, wait: { ...NO_WAIT, busy: true } }));
+      await closeChild(b, kids[0]!.runId);
+      await closeChild(b, kids[1]!.runId);
+      // the race: the parent records "wake me when all three closed" while the last one closes in another session
+      const wait = { ...NO_WAIT, onAllClosed: kids.map((k) => k.runId) };
+      const [committed, closed] = await Promise.all([a.commit(lease, commitOf(1, { wait, release: true })), closeChild(b, kids[2]!.runId)]);
+      expect(committed.lastSeq).toBe(1);
+      const after = (await a.getRun(parent.runId))!;
+      expect({ round, due: after.nextWakeupAt !== null && after.nextWakeupAt <= clock.now(), woke: closed.wokeParent }).toMatchObject({ round, due: true });
+    }
+  });
+
+  it('payload columns keep JSON text as written (json, not jsonb): key order and exotic keys survive', async () => {
+    const schema = await schemaForTest();
+    const journal = open(schema, new ManualClock());
+    await journal.migrate();
+    const input = { z: 1, y: { '': 'empty key', 'ünï': 'côdé', b: [true, null, 1.5e-7] }, a: '\u0000-free but "quoted" \\ text' };
+    const run = (await journal.startRun(runOf('j', { input }))).run;
+    expect(JSON.stringify(run.input)).toBe(JSON.stringify(input));
+    expect(JSON.stringify((await journal.getRun('j'))!.input)).toBe(JSON.stringify(input));
+  });
+
+  it('notify chunks stay under the 8000-byte payload limit and carry every id', () => {
+    const ids = Array.from({ length: 500 }, (_, i) => `run-${'é'.repeat(40)}-${i}`);
+    const chunks = notifyChunks(ids);
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const c of chunks) expect(Buffer.byteLength(c)).toBeLessThan(8000);
+    expect(chunks.join(',').split(',')).toEqual(ids);
+    expect(notifyChunks([])).toEqual([]);
+  });
+
+  // ---- helpers ----
+
+  async function parentWaitingOn(journal: PgJournal, id: string) {
+    await journal.startRun(runOf(id));
+    const lease = (await journal.acquire(id, 'w', 60_000))!;
+    const child = `${id}-child`;
+    await journal.commit(lease, commitOf(1, { children: [runOf(child)], wait: { ...NO_WAIT, onClose: [child] }, release: true }));
+    return { child };
+  }
+
+  async function closeChild(journal: PgJournal, runId: string) {
+    const lease = (await journal.acquire(runId, 'cw', 60_000))!;
+    const head = (await journal.getRun(runId))!.lastSeq;
+    return journal.commit(lease, commitOf(head, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } }));
+  }
+});
+
+/** Whether the journal's LISTEN connection is up (a test-only peek at a private field). */
+function listening(journal: PgJournal): boolean {
+  return (journal as unknown as { listenClient: unknown }).listenClient !== null;
+}
+
+async function eventuallyAsync(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/**
+ * Runs `fn` while counting every statement any pg client in this process sends (nothing else runs meanwhile in these
+ * tests), and times it.
+ */
+async function countStatements<T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[]; ms: number }> {
+  const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const original = proto.query;
+  const statements: string[] = [];
+  proto.query = function (this: unknown, ...args: unknown[]) {
+    const first = args[0];
+    const text = typeof first === 'string' ? first : (first as { text?: string })?.text ?? '?';
+    statements.push(text.replace(/\s+/g, ' ').trim().slice(0, 70));
+    return original.apply(this, args);
+  };
+  const t0 = performance.now();
+  try {
+    const result = await fn();
+    return { result, statements, ms: Math.round(performance.now() - t0) };
+  } finally {
+    proto.query = original;
+  }
+}
