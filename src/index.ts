@@ -17,6 +17,8 @@ export {
   random,
   uuid,
   sideEffect,
+  waitForSignal,
+  continueAsNew,
   Command,
 } from './runtime/commands.js';
 export type {
@@ -40,9 +42,11 @@ export type { EventType, EventPayloads, JournalEvent, NewEvent } from './runtime
 export { RunEngine, DEFAULT_MAX_CHILD_DEPTH } from './runtime/engine.js';
 export type { EngineOptions } from './runtime/engine.js';
 export { Registry } from './runtime/registry.js';
-export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock } from './journal/journal.js';
+export { telemetry } from './runtime/telemetry.js';
+export type { TelemetryEvents, TelemetryName } from './runtime/telemetry.js';
+export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock, CancelResult, Inbox } from './journal/journal.js';
 export { MemoryJournal, ManualClock, systemClock } from './journal/memory.js';
 export { Worker } from './worker/worker.js';
 export type { WorkerOptions, WorkerHealth } from './worker/worker.js';
 export { Client } from './client/client.js';
-export type { RunRef, StartOptions, RunDescription, ExportedHistory, OpenWait, WaitKind } from './client/client.js';
+export type { RunRef, StartOptions, RunDescription, ExportedHistory, OpenWait, WaitKind, ClientOptions } from './client/client.js';

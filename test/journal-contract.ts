@@ -438,8 +438,8 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
 
         const outcomes = await journal.childOutcomes(parent.runId, ['run-p-ok', 'run-p-bad', 'run-p-open', 'run-p-cont', 'run-q-x', 'missing']);
         expect(outcomes).toEqual([
-          { childRunId: 'run-p-ok', callId: 'call-ok', status: 'completed', result: { v: 1 }, error: null, closedAt: clock.now() - 100 },
-          { childRunId: 'run-p-bad', callId: 'call-bad', status: 'cancelled', result: null, error: boom, closedAt: clock.now() },
+          { childRunId: 'run-p-ok', currentRunId: 'run-p-ok', callId: 'call-ok', status: 'completed', result: { v: 1 }, error: null, closedAt: clock.now() - 100 },
+          { childRunId: 'run-p-bad', currentRunId: 'run-p-bad', callId: 'call-bad', status: 'cancelled', result: null, error: boom, closedAt: clock.now() },
         ]);
         expect(await journal.childOutcomes(parent.runId, [])).toEqual([]);
         expect(await journal.childOutcomes(other.runId, ['run-q-x'])).toHaveLength(1);

@@ -1,8 +1,8 @@
-import { RunEngine, type ActivationOutput, type EngineOptions } from '../runtime/engine.js';
+import { RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
-import { OUTCOME_EVENT, type ChildOutcome, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
+import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
 
 /**
  * One activation, as every host performs it (the XState run actor in a worker, and the deterministic simulator of
@@ -95,27 +95,70 @@ export function freshEngine(host: RunHost, run: NewRun & { parentRunId: string; 
   return engine;
 }
 
+/**
+ * The deliveries a parent journals for a child that moved on: ChildStarted when its chain has a newer run than the
+ * parent knows (continue-as-new), then its outcome once that run has closed.
+ */
+export function outcomeDeliveries(path: string, knownRunId: string, o: ChildOutcome): NewEvent[] {
+  const out: NewEvent[] = [];
+  if (o.currentRunId !== knownRunId) {
+    out.push({ type: 'ChildStarted', payload: { path, callId: o.callId, childRunId: o.currentRunId, closedAt: o.closedAt || 0 } });
+  }
+  if (isOpen(o.status) || o.status === 'continued') return out;
+  out.push(outcomeDelivery(path, { ...o, childRunId: o.currentRunId }));
+  return out;
+}
+
 /** The delivery a parent journals for a closed child. */
 export function outcomeDelivery(path: string, o: ChildOutcome): NewEvent {
   const base = { path, callId: o.callId, childRunId: o.childRunId, closedAt: o.closedAt };
-  const type = OUTCOME_EVENT[o.status];
+  const type = OUTCOME_EVENT[o.status as ClosedStatus];
   if (type === 'ChildCompleted') return { type, payload: { ...base, result: o.result } };
   if (type === 'ChildFailed') return { type, payload: { ...base, error: o.error ?? { name: 'Error', message: 'child failed' } } };
   return { type, payload: { ...base, ...(o.error ? { error: o.error } : {}) } } as NewEvent;
 }
 
-/** Everything new for the run: closed children not yet journaled, due timers, and results of local work. */
-export async function collectDeliveries(host: RunHost, engine: RunEngine, local: NewEvent[]): Promise<NewEvent[]> {
+/**
+ * Everything new for the run: closed children not yet journaled, due timers, results of local work and, when
+ * `checkInbox` (the run was woken from outside, or just loaded), signals and a cancel request.
+ */
+export async function collectDeliveries(host: RunHost, engine: RunEngine, local: NewEvent[], checkInbox = true): Promise<NewEvent[]> {
   const out = local.slice();
-  out.push(...engine.dueTimers(host.journal.clock.now()));
+  const now = host.journal.clock.now();
+  out.push(...engine.dueTimers(now));
   const open = engine.openChildren();
-  if (open.length) {
-    for (const o of await host.journal.childOutcomes(engine.run.runId, open)) {
-      const at = engine.childPath(o.childRunId);
-      if (at) out.push(outcomeDelivery(at.path, o));
+  const [outcomes, inbox] = await Promise.all([
+    open.length ? host.journal.childOutcomes(engine.run.runId, open) : [],
+    checkInbox ? host.journal.inbox(engine.run.runId) : null,
+  ]);
+  for (const o of outcomes) {
+    const at = engine.childPath(o.childRunId);
+    if (at) out.push(...outcomeDeliveries(at.path, at.currentRunId, o));
+  }
+  if (inbox) {
+    if (inbox.cancel && !engine.cancelRequested) {
+      const c = inbox.cancel;
+      out.push({ type: 'CancelRequested', payload: { reason: c.reason, deadline: c.deadline, closedAt: c.requestedAt } });
+    }
+    for (const sg of inbox.signals) {
+      if (!engine.hasSignal(sg.signalId)) out.push({ type: 'SignalReceived', payload: { signalId: sg.signalId, name: sg.name, payload: sg.payload, closedAt: sg.sentAt } });
     }
   }
   return out;
+}
+
+/** The journal's form of the engine's close. */
+function closeOf(close: EngineClose): NonNullable<Commit['close']> {
+  switch (close.status) {
+    case 'completed':
+      return { status: 'completed', result: close.result };
+    case 'failed':
+      return { status: 'failed', error: close.error };
+    case 'cancelled':
+      return { status: 'cancelled', error: close.error, ...(close.result !== undefined ? { result: close.result } : {}) };
+    case 'continued':
+      return { status: 'continued', next: close.next };
+  }
 }
 
 export interface StepOptions {
@@ -123,6 +166,8 @@ export interface StepOptions {
   releaseWhenIdle: boolean;
   /** Lease new children to this worker so it can run them at once. */
   leaseChildren: boolean;
+  /** Read the run's inbox (signals, cancel request). Default true. */
+  checkInbox?: boolean;
 }
 
 export type StepResult =
@@ -144,7 +189,7 @@ export async function step(
 ): Promise<StepResult> {
   const committedSeq = engine.committedSeq;
   try {
-    const deliveries = await collectDeliveries(host, engine, local);
+    const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true);
     let output = engine.activate(deliveries, host.journal.clock.now());
     if (beforeCommit && output.activities.length && !output.children.length && !output.close) {
       const more = await beforeCommit(output);
@@ -157,7 +202,10 @@ export async function step(
       events: output.events,
       children: output.children,
       wait,
-      ...(output.close ? { close: output.close } : {}),
+      ...(output.close ? { close: closeOf(output.close) } : {}),
+      ...(output.signals.length ? { signals: output.signals } : {}),
+      ...(output.closeChildren.length ? { closeChildren: output.closeChildren } : {}),
+      ...(host.engineOptions.maxChildDepth !== undefined ? { maxChildDepth: host.engineOptions.maxChildDepth } : {}),
       release,
       leaseChildren: options.leaseChildren,
     });
@@ -186,6 +234,8 @@ function mergeOutputs(a: ActivationOutput, b: ActivationOutput): ActivationOutpu
     events: [...a.events, ...b.events],
     children: [...a.children, ...b.children],
     activities: [...a.activities, ...b.activities],
+    signals: [...a.signals, ...b.signals],
+    closeChildren: [...a.closeChildren, ...b.closeChildren],
     ...(b.close ?? a.close ? { close: (b.close ?? a.close)! } : {}),
   };
 }

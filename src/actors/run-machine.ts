@@ -107,6 +107,8 @@ export interface RunContext {
   work: LocalWork | null;
   /** A wake-up arrived while an activation was in flight: activate again before suspending. */
   wakePending: boolean;
+  /** This activation was caused by a wake-up from outside (or is the first): read the inbox. */
+  checkInbox: boolean;
   activations: number;
   error: string | null;
 }
@@ -121,7 +123,7 @@ async function activate(ctx: RunContext): Promise<StepResult> {
   const startAll = (tasks: ActivityTask[]) => tasks.map((t) => work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
   // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
   startAll(engine.openActivities());
-  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true }, async (output) => {
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox }, async (output) => {
     // Eager activities: run what this activation issued right away and, if it finishes within the budget, journal
     // the results in this same commit (one transaction instead of two).
     const started = startAll(output.activities);
@@ -134,9 +136,8 @@ async function activate(ctx: RunContext): Promise<StepResult> {
     clearTimeout(timer);
     return work.take();
   });
-  if (result.kind === 'committed') {
-    startAll(result.output.activities);
-  }
+  // Activities issued and not finished inline keep running here; their results come with ACTIVITY_DONE.
+  if (result.kind === 'committed' && !engine.closed) startAll(engine.openActivities());
   const created: FreshRun[] =
     result.kind === 'committed'
       ? result.output.children.map((c) => ({ ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }))
@@ -179,7 +180,12 @@ export const runMachine = setup({
   },
   actions: {
     noteWake: assign({ wakePending: true }),
-    clearWake: assign({ wakePending: false, activations: ({ context }) => context.activations + 1 }),
+    clearWake: assign({
+      // Signals and cancel requests arrive with a wake-up; a run created by this worker has none yet.
+      checkInbox: ({ context }) => context.wakePending || (context.activations === 0 && !context.fresh),
+      wakePending: false,
+      activations: ({ context }) => context.activations + 1,
+    }),
     parkEngine: ({ context }) => {
       if (context.engine) context.services.host.cache.put(context.runId, context.engine);
     },
@@ -201,6 +207,7 @@ export const runMachine = setup({
     engine: null,
     work: new LocalWork(() => self.send({ type: 'ACTIVITY_DONE' })),
     wakePending: false,
+    checkInbox: false,
     activations: 0,
     error: null,
   }),

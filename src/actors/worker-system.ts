@@ -1,6 +1,6 @@
 import { createActor, setup } from 'xstate';
 import type { Lease } from '../journal/journal.js';
-import { runMachine, type FreshRun, type RunActorRef, type RunEndReason, type RunServices } from './run-machine.js';
+import { runMachine, type FreshRun, type RunActorRef, type RunEndReason, type RunEnded, type RunEvent, type RunServices } from './run-machine.js';
 
 /**
  * The worker's actor system: it spawns one run actor per leased run (keyed by run id), routes wake-ups to the run's
@@ -24,8 +24,29 @@ export interface WorkerSystemInput {
   hooks: SystemHooks;
 }
 
+/**
+ * A registry entry. Run actors are created and sent events outside this machine's own action execution (XState
+ * treats actors created inside an action as nested action work and warns), so an entry exists, and queues events,
+ * from the moment the run is handed over until its actor is up.
+ */
+export class RunSlot {
+  actor: RunActorRef | null = null;
+  private queued: RunEvent[] = [];
+  send(event: RunEvent): void {
+    if (this.actor) {
+      const a = this.actor;
+      queueMicrotask(() => a.send(event));
+    } else this.queued.push(event);
+  }
+  attach(actor: RunActorRef): void {
+    this.actor = actor;
+    actor.start();
+    for (const e of this.queued.splice(0)) actor.send(e);
+  }
+}
+
 interface WorkerSystemContext extends WorkerSystemInput {
-  runs: Map<string, RunActorRef>;
+  runs: Map<string, RunSlot>;
 }
 
 export type SystemEvent =
@@ -50,18 +71,18 @@ export const workerSystemMachine = setup({
         existing.send({ type: 'WAKE' });
         return;
       }
-      const ref = createActor(runMachine, {
-        id: runId,
-        input: {
-          runId,
-          lease: event.lease,
-          services: context.services,
-          report: (e) => queueMicrotask(() => self.send(e)),
-          ...(event.fresh ? { fresh: event.fresh } : {}),
-        },
+      const slot = new RunSlot();
+      context.runs.set(runId, slot);
+      const input = {
+        runId,
+        lease: event.lease,
+        services: context.services,
+        report: (e: RunEnded) => queueMicrotask(() => self.send(e)),
+        ...(event.fresh ? { fresh: event.fresh } : {}),
+      };
+      queueMicrotask(() => {
+        if (context.runs.get(runId) === slot) slot.attach(createActor(runMachine, { id: runId, input }));
       });
-      context.runs.set(runId, ref);
-      ref.start();
     },
     routeWake: ({ context, event }) => {
       if (event.type !== 'WAKE') return;
@@ -79,12 +100,13 @@ export const workerSystemMachine = setup({
     },
     reapRun: ({ context, event }) => {
       if (event.type !== 'RUN_ENDED') return;
-      context.runs.get(event.runId)?.stop();
+      const actor = context.runs.get(event.runId)?.actor;
       context.runs.delete(event.runId);
+      if (actor) queueMicrotask(() => actor.stop());
       context.hooks.ended(event.runId, event.reason, event.wakePending);
     },
     stopAll: ({ context }) => {
-      for (const ref of context.runs.values()) ref.stop();
+      for (const slot of context.runs.values()) slot.actor?.stop();
       context.runs.clear();
     },
   },

@@ -3,7 +3,10 @@ import { comparePaths } from '../runtime/engine.js';
 import { UnknownRunError, WorkflowFailedError } from '../runtime/errors.js';
 import type { JournalEvent } from '../runtime/events.js';
 import { deriveId, journalValue } from '../runtime/json.js';
-import { isOpen, type Journal, type RunRecord, type RunStatus } from '../journal/journal.js';
+import pino, { type Logger } from 'pino';
+import { isOpen, type CancelOptions, type CancelResult, type Journal, type RunRecord, type RunStatus } from '../journal/journal.js';
+import { DEFAULT_MAX_CHILD_DEPTH } from '../runtime/engine.js';
+import { telemetry } from '../runtime/telemetry.js';
 
 export interface StartOptions {
   /** The instance's stable id. Starting the same workflow id twice returns the first run. Default: a random id. */
@@ -24,7 +27,7 @@ export interface RunRef<O = unknown> {
 export type WaitKind = 'child' | 'activity' | 'timer' | 'signal' | null;
 
 export interface OpenWait {
-  kind: 'child' | 'activity' | 'timer';
+  kind: 'child' | 'activity' | 'timer' | 'signal';
   path: string;
   callId?: string;
   childWorkflowId?: string;
@@ -52,9 +55,52 @@ export interface ExportedHistory {
   events: JournalEvent[];
 }
 
+export interface ClientOptions {
+  /** Bound of cancellation cascades. Default 10 (as the engine's maxChildDepth). */
+  maxChildDepth?: number;
+  logger?: Logger;
+}
+
 /** Starts runs and reads their state. Everything goes through the journal, so a client needs no worker. */
 export class Client {
-  constructor(readonly journal: Journal) {}
+  private readonly maxChildDepth: number;
+  private readonly log: Logger;
+  constructor(
+    readonly journal: Journal,
+    options: ClientOptions = {},
+  ) {
+    this.maxChildDepth = options.maxChildDepth ?? DEFAULT_MAX_CHILD_DEPTH;
+    this.log = options.logger ?? pino({ level: process.env.SKEIN_LOG_LEVEL ?? 'info' });
+  }
+
+  /**
+   * Cancels a run and its open, non-abandoned descendants (SPEC section 7). The descendants close at once, in one
+   * transaction; the run itself gets CancelledError at its current yield and `graceMs` (default 10 s) to clean up
+   * (pass 0 to close it at once too). Throws UnknownRunError, or RunClosedError if it has already closed.
+   */
+  async cancel(runId: string, reason = 'cancelled', options: { graceMs?: number } = {}): Promise<CancelResult> {
+    return this.cascade(runId, { reason, mode: 'cancel', graceMs: options.graceMs ?? 10_000, maxChildDepth: this.maxChildDepth });
+  }
+
+  /** Stops a run at once without running its code; its descendants follow their parent-close policies. */
+  async terminate(runId: string, reason = 'terminated'): Promise<CancelResult> {
+    return this.cascade(runId, { reason, mode: 'terminate', graceMs: 0, maxChildDepth: this.maxChildDepth });
+  }
+
+  /** Sends a signal to an open run; with `signalId`, sending again is a no-op. Throws RunClosedError if closed. */
+  async signal(runId: string, name: string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
+    return this.journal.signal(runId, { name, payload, ...(options.signalId ? { signalId: options.signalId } : {}) });
+  }
+
+  private async cascade(runId: string, options: CancelOptions): Promise<CancelResult> {
+    const result = await this.journal.cancel(runId, options);
+    if (result.truncated.length) {
+      // Runs deeper than the bound should not exist; if they do (the bound was lowered), say so loudly.
+      this.log.error({ runId, truncated: result.truncated, maxChildDepth: options.maxChildDepth }, 'cancel cascade truncated at maxChildDepth');
+      telemetry.emitEvent('cancel.truncated', { runId, truncated: result.truncated, maxChildDepth: options.maxChildDepth });
+    }
+    return result;
+  }
 
   /** Starts a root run. Idempotent by workflow id: the same id returns the same run (its run id is derived from it). */
   async start<I, O>(wf: WorkflowDef<I, O> | string, input: I, options: StartOptions = {}): Promise<RunRef<O>> {
@@ -112,7 +158,15 @@ export class Client {
     const children = await this.journal.listChildren(runId);
     const openWaits = isOpen(run.status) ? openWaitsOf(events) : [];
     const kinds = new Set(openWaits.map((w) => w.kind));
-    const waitKind: WaitKind = kinds.has('child') ? 'child' : kinds.has('activity') ? 'activity' : kinds.has('timer') ? 'timer' : null;
+    const waitKind: WaitKind = kinds.has('child')
+      ? 'child'
+      : kinds.has('activity')
+        ? 'activity'
+        : kinds.has('signal')
+          ? 'signal'
+          : kinds.has('timer')
+            ? 'timer'
+            : null;
     return {
       run,
       status: run.status,
@@ -136,6 +190,8 @@ export class Client {
 /** Scheduled things with no outcome journaled yet, with their barrier position when they are barrier members. */
 function openWaitsOf(events: JournalEvent[]): OpenWait[] {
   const open = new Map<string, OpenWait>();
+  const signalNames = new Map<string, string>();
+  for (const e of events) if (e.type === 'SignalWaitStarted') signalNames.set(e.payload.path, e.payload.name);
   for (const e of events) {
     switch (e.type) {
       case 'ChildScheduled':
@@ -146,6 +202,18 @@ function openWaitsOf(events: JournalEvent[]): OpenWait[] {
         break;
       case 'TimerStarted':
         open.set(e.payload.path, { kind: 'timer', path: e.payload.path });
+        break;
+      case 'SignalWaitStarted':
+        open.set(e.payload.path, { kind: 'signal', path: e.payload.path });
+        break;
+      case 'SignalReceived':
+        // The oldest open wait for this name took it (journal order), as the engine does.
+        for (const w of open.values()) {
+          if (w.kind === 'signal' && signalNames.get(w.path) === e.payload.name) {
+            open.delete(w.path);
+            break;
+          }
+        }
         break;
       case 'ChildCompleted':
       case 'ChildFailed':

@@ -1,3 +1,4 @@
+import type { ParentClosePolicy } from '../runtime/commands.js';
 import type { SerializedError } from '../runtime/errors.js';
 import type { ChildOutcomeType, JournalEvent, NewEvent } from '../runtime/events.js';
 
@@ -53,6 +54,16 @@ export interface RunRecord {
   continuedTo: string | null;
   /** The seq of the last event in the run's journal. */
   lastSeq: number;
+  /** What happens to this run when its parent closes while it is open. */
+  parentClosePolicy: ParentClosePolicy;
+  /** Set while a graceful cancel is under way: the run gets CancelledError and must close by `deadline`. */
+  cancelRequest: CancelRequest | null;
+}
+
+export interface CancelRequest {
+  reason: string;
+  deadline: number;
+  requestedAt: number;
 }
 
 export interface Lease {
@@ -73,6 +84,7 @@ export interface NewRun {
   callId?: string;
   rootRunId?: string;
   depth?: number;
+  parentClosePolicy?: ParentClosePolicy;
 }
 
 /**
@@ -103,7 +115,18 @@ export interface Commit {
   children: NewRun[];
   /** How the run waits after this activation. Ignored when `close` is set. */
   wait: WaitSpec;
-  close?: { status: ClosedStatus; result?: unknown; error?: SerializedError };
+  /**
+   * Closing the run. Its open children are then closed per their parent-close policy in the same transaction
+   * (ParentClosePolicyApplied journaled here for each). `continued` also creates the next run of the same workflow
+   * id (`next`) and moves open children and undelivered signals to it.
+   */
+  close?: { status: ClosedStatus; result?: unknown; error?: SerializedError; next?: NewRun };
+  /** Signals to other runs (a parent to its children), exactly once by signal id. A closed target drops them. */
+  signals?: { runId: string; signalId: string; name: string; payload: unknown }[];
+  /** Children this run stopped waiting for (timeouts), closed per policy in this transaction. */
+  closeChildren?: { runId: string; policy: ParentClosePolicy }[];
+  /** Bound for the cascades this commit starts (parent-close policies). Default 10. */
+  maxChildDepth?: number;
   /** Set the run to blocked (NonDeterminismError, corrupt journal). */
   block?: SerializedError;
   /** Give up the lease after the commit (the run is suspended or closed). */
@@ -120,14 +143,57 @@ export interface CommitResult {
   wokeParent: string | null;
 }
 
-/** A child run that has closed, as its parent reads it to journal the outcome. */
+/**
+ * A child run that has closed or moved on (continue-as-new), as its parent reads it to journal the outcome.
+ * `childRunId` is the id asked about; `currentRunId` is the newest run of its chain, whose status this is.
+ */
 export interface ChildOutcome {
   childRunId: string;
+  currentRunId: string;
   callId: string;
-  status: ClosedStatus;
+  status: RunStatus;
   result: unknown;
   error: SerializedError | null;
   closedAt: number;
+}
+
+export interface SignalInput {
+  name: string;
+  payload?: unknown;
+  /** Makes the send idempotent: the same id is delivered once. Default: a random id. */
+  signalId?: string;
+}
+
+export interface InboxSignal {
+  signalId: string;
+  name: string;
+  payload: unknown;
+  sentAt: number;
+}
+
+/** What waits for a run outside its journal: signals not yet journaled, a cancel request. */
+export interface Inbox {
+  signals: InboxSignal[];
+  cancel: CancelRequest | null;
+}
+
+export interface CancelOptions {
+  reason: string;
+  /** `terminate` closes at once without running workflow code; `cancel` lets the code clean up for `graceMs`. */
+  mode: 'cancel' | 'terminate';
+  /** For `cancel`: how long the run's code may clean up (try/finally, activities). 0 closes it at once. */
+  graceMs: number;
+  maxChildDepth: number;
+}
+
+export interface CancelResult {
+  runId: string;
+  /** `cancelling` when the run was given a grace period; otherwise its closed status. */
+  status: 'cancelling' | 'cancelled' | 'terminated';
+  /** Descendants closed by the cascade, generation by generation, parent before child. */
+  closed: string[];
+  /** Open descendants deeper than maxChildDepth, left alone (and reported). */
+  truncated: string[];
 }
 
 export interface ClaimOptions {
@@ -137,7 +203,8 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
-export type WakeListener = (runIds: string[]) => void;
+/** `wake`: the runs became due. `stop`: the runs were closed from outside (cancel, terminate); drop their actors. */
+export type WakeListener = (runIds: string[], kind?: 'wake' | 'stop') => void;
 
 export interface Journal {
   readonly clock: Clock;
@@ -171,4 +238,14 @@ export interface Journal {
 
   /** Subscribes to wake-ups (runs that became due because of another run). Returns an unsubscribe function. */
   onWake(listener: WakeListener): () => void;
+
+  /** Puts a signal in an open run's inbox and wakes it. Throws RunClosedError for a closed run. */
+  signal(runId: string, signal: SignalInput): Promise<{ signalId: string }>;
+  /** Signals and cancel request waiting for the run (the run journals them as SignalReceived / CancelRequested). */
+  inbox(runId: string): Promise<Inbox>;
+  /**
+   * Cancels or terminates a run and, in the same transaction, closes its open descendants reachable through
+   * non-abandoned links, generation by generation, down to maxChildDepth. Throws UnknownRunError / RunClosedError.
+   */
+  cancel(runId: string, options: CancelOptions): Promise<CancelResult>;
 }

@@ -3,6 +3,7 @@ import {
   CorruptJournalError,
   DuplicateWorkflowIdError,
   LeaseLostError,
+  RunClosedError,
   SkeinError,
   UnknownRunError,
   type SerializedError,
@@ -24,6 +25,11 @@ import {
   type RunStatus,
   type WaitSpec,
   type WakeListener,
+  type CancelOptions,
+  type CancelResult,
+  type Inbox,
+  type InboxSignal,
+  type SignalInput,
 } from './journal.js';
 
 /** A clock that only moves when told to. Timers and lease expiry in the memory journal follow it. */
@@ -47,6 +53,11 @@ interface MemRun {
   events: JournalEvent[];
   leaseToken: string | null;
   wait: WaitSpec;
+  inbox: InboxSignal[];
+  /** Every signal id ever accepted for this run (exactly-once delivery). */
+  signalIds: Set<string>;
+  /** The run has journaled its CancelRequested. */
+  cancelJournaled: boolean;
 }
 
 const clone = <T>(v: T): T => (v === undefined ? v : structuredClone(v));
@@ -113,12 +124,16 @@ export class MemoryJournal implements Journal {
   async childOutcomes(parentRunId: string, childRunIds: string[]): Promise<ChildOutcome[]> {
     const out: ChildOutcome[] = [];
     for (const id of childRunIds) {
-      const c = this.runs.get(id)?.record;
-      if (!c || c.parentRunId !== parentRunId || isOpen(c.status) || c.status === 'continued') continue;
+      let c = this.runs.get(id)?.record;
+      if (!c || c.parentRunId !== parentRunId) continue;
+      // Follow a continue-as-new chain to its newest run: the parent reports that run's outcome, never 'continued'.
+      while (c.status === 'continued' && c.continuedTo) c = this.mustGet(c.continuedTo).record;
+      if (c.status === 'continued' || (isOpen(c.status) && c.runId === id)) continue;
       out.push({
-        childRunId: c.runId,
+        childRunId: id,
+        currentRunId: c.runId,
         callId: c.callId ?? '',
-        status: c.status as ChildOutcome['status'],
+        status: c.status,
         result: clone(c.result),
         error: clone(c.error),
         closedAt: c.closedAt ?? 0,
@@ -192,12 +207,28 @@ export class MemoryJournal implements Journal {
       status: c.close.status,
       result: journalValue(c.close.result ?? null, 'run result'),
       error: c.close.error ? journalValue<SerializedError>(c.close.error, 'run error') : null,
+      next: c.close.next ? { ...c.close.next, input: journalValue(c.close.next.input, 'continue-as-new input') } : undefined,
     };
+    const signals = (c.signals ?? []).map((sg) => ({ ...sg, payload: journalValue(sg.payload ?? null, `payload of signal '${sg.name}'`) }));
     const block = c.block && journalValue<SerializedError>(c.block, 'block error');
 
     let seq = m.record.lastSeq;
     for (const e of events) m.events.push({ ...e, seq: ++seq, recordedAt: now } as JournalEvent);
     m.record.lastSeq = seq;
+    // Signals journaled by this activation leave the inbox; a cancel request, once journaled, is done.
+    const received = new Set(events.flatMap((e) => (e.type === 'SignalReceived' ? [e.payload.signalId] : [])));
+    if (received.size) m.inbox = m.inbox.filter((x) => !received.has(x.signalId));
+    if (events.some((e) => e.type === 'CancelRequested')) m.cancelJournaled = true;
+    const woken: string[] = [];
+    const stopped: string[] = [];
+    const maxDepth = c.maxChildDepth ?? 10;
+    for (const cc of c.closeChildren ?? []) {
+      const child = this.runs.get(cc.runId);
+      if (!child || child.record.parentRunId !== m.record.runId || !isOpen(child.record.status) || cc.policy === 'abandon') continue;
+      const err: SerializedError = { name: 'ChildTimeoutError', message: 'the parent stopped waiting (timeout)' };
+      this.closeRun(child, cc.policy === 'terminate' ? 'terminated' : 'cancelled', err, now, stopped);
+      this.cascade([child], maxDepth, now, stopped, []);
+    }
 
     const childLeases: Lease[] = [];
     const leaseMs = Math.max(0, lease.expiresAt - now);
@@ -211,6 +242,9 @@ export class MemoryJournal implements Journal {
       if (c.leaseChildren) childLeases.push(this.grant(cm, lease.owner, leaseMs));
     }
 
+    // After the children exist: a parent may signal a child it started in this same activation.
+    for (const sg of signals) if (this.deliverSignal(sg.runId, sg, now)) woken.push(sg.runId);
+
     let wokeParent: string | null = null;
     if (block) {
       m.record.status = 'blocked';
@@ -223,23 +257,86 @@ export class MemoryJournal implements Journal {
       m.record.error = close.error;
       m.record.closedAt = now;
       m.record.nextWakeupAt = null;
+      m.record.cancelRequest = null;
       m.wait = NO_WAIT;
-      wokeParent = this.wakeParentOnClose(m.record);
+      if (close.next) {
+        const next = this.continueRun(m, close.next, now);
+        woken.push(next.record.runId);
+      } else {
+        // The parent closed: its open children follow their parent-close policy, in this same transaction.
+        this.cascade([m], maxDepth, now, stopped, []);
+        wokeParent = this.wakeParentOnClose(m.record);
+      }
     } else {
       m.wait = clone(c.wait);
       m.record.nextWakeupAt = this.dueTime(m, now);
+      // A signal or cancel request that arrived while the run was busy must not wait for a poll: it is due now, and
+      // announced (the run's own worker usually takes it straight back).
+      if (m.inbox.length || (m.record.cancelRequest && !m.cancelJournaled)) {
+        m.record.nextWakeupAt = now;
+        woken.push(m.record.runId);
+      }
     }
     if (c.release || close || block) this.clearLease(m);
 
-    const woken = children.filter(() => !c.leaseChildren).map((ch) => ch.runId);
+    if (!c.leaseChildren) woken.push(...children.map((ch) => ch.runId));
     if (wokeParent) woken.push(wokeParent);
     if (woken.length) this.notify(woken);
+    if (stopped.length) this.notify(stopped, 'stop');
     return { lastSeq: seq, childLeases, wokeParent };
   }
 
   onWake(listener: WakeListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  async signal(runId: string, signal: SignalInput): Promise<{ signalId: string }> {
+    const m = this.runs.get(runId);
+    if (!m) throw new UnknownRunError(runId);
+    if (!isOpen(m.record.status)) throw new RunClosedError(runId, m.record.status);
+    if (typeof signal.name !== 'string' || !signal.name) throw new TypeError('signal name must be a non-empty string');
+    const payload = journalValue(signal.payload ?? null, `payload of signal '${signal.name}'`);
+    const signalId = signal.signalId ?? randomUUID();
+    if (this.deliverSignal(runId, { signalId, name: signal.name, payload }, this.clock.now())) this.notify([runId]);
+    return { signalId };
+  }
+
+  async inbox(runId: string): Promise<Inbox> {
+    const m = this.runs.get(runId);
+    if (!m) throw new UnknownRunError(runId);
+    return { signals: clone(m.inbox), cancel: clone(m.record.cancelRequest) };
+  }
+
+  async cancel(runId: string, o: CancelOptions): Promise<CancelResult> {
+    const m = this.runs.get(runId);
+    if (!m) throw new UnknownRunError(runId);
+    if (!isOpen(m.record.status)) throw new RunClosedError(runId, m.record.status, o.mode);
+    const now = this.clock.now();
+    const stopped: string[] = [];
+    const closed: string[] = [];
+    const truncated: string[] = [];
+    let status: CancelResult['status'];
+    let woke: string | null = null;
+    const graceful = o.mode === 'cancel' && o.graceMs > 0 && m.record.status === 'running';
+    if (graceful) {
+      // The run's code gets CancelledError at its current yield and may clean up until the deadline. Its lease is
+      // kept: a live actor learns of the request through the wake-up and journals it in its next activation.
+      m.record.cancelRequest ??= { reason: o.reason, deadline: now + o.graceMs, requestedAt: now };
+      m.record.nextWakeupAt = now;
+      status = 'cancelling';
+    } else {
+      status = o.mode === 'terminate' ? 'terminated' : 'cancelled';
+      const err: SerializedError = o.mode === 'terminate' ? { name: 'TerminatedError', message: o.reason } : { name: 'CancelledError', message: o.reason };
+      this.closeRun(m, status, err, now, stopped);
+      woke = this.wakeParentOnClose(m.record);
+    }
+    // Descendants: one generation at a time, parent before child, bounded by maxChildDepth.
+    this.cascade([m], o.maxChildDepth, now, stopped, truncated, closed, o.mode === 'terminate' ? 'parent_terminated' : 'parent_cancelled');
+    if (stopped.length) this.notify(stopped, 'stop');
+    const woken = [graceful ? runId : null, woke].filter((x): x is string => !!x);
+    if (woken.length) this.notify(woken);
+    return { runId, status, closed, truncated };
   }
 
   // ---- test and tooling helpers (not part of the contract) ----
@@ -257,6 +354,112 @@ export class MemoryJournal implements Journal {
   }
 
   // ---- internals ----
+
+  /** Closes a run from outside (cancel, terminate, parent-close policy): no more appends, its lease is void. */
+  private closeRun(m: MemRun, status: 'cancelled' | 'terminated', error: SerializedError, now: number, stopped: string[]): void {
+    m.record.status = status;
+    m.record.error = error;
+    m.record.closedAt = now;
+    m.record.nextWakeupAt = null;
+    m.record.cancelRequest = null;
+    m.wait = NO_WAIT;
+    this.clearLease(m);
+    stopped.push(m.record.runId);
+  }
+
+  /**
+   * Applies parent-close policies below `roots`, generation by generation (parent before child). An open child
+   * with policy cancel/terminate is closed (carrying `parent_cancelled` / `parent_terminated`) and ParentClosePolicy
+   * Applied is journaled on its parent when that parent is closed (an open parent's journal belongs to its lease
+   * holder; it learns of the child's close as an outcome instead). Descendants deeper than maxChildDepth are left
+   * alone and reported in `truncated`.
+   */
+  private cascade(
+    roots: MemRun[],
+    maxDepth: number,
+    now: number,
+    stopped: string[],
+    truncated: string[],
+    closed: string[] = [],
+    reason = 'parent_cancelled',
+  ): void {
+    let generation = roots;
+    const byParent = new Map<string, MemRun[]>();
+    for (const r of this.runs.values()) {
+      const p = r.record.parentRunId;
+      if (p && isOpen(r.record.status)) (byParent.get(p) ?? byParent.set(p, []).get(p)!).push(r);
+    }
+    for (let g = 0; generation.length && g <= maxDepth; g++) {
+      const next: MemRun[] = [];
+      for (const parent of generation) {
+        for (const child of byParent.get(parent.record.runId) ?? []) {
+          if (!isOpen(child.record.status)) continue;
+          const policy = child.record.parentClosePolicy;
+          if (child.record.depth > maxDepth) {
+            truncated.push(child.record.runId);
+            continue;
+          }
+          if (policy !== 'abandon') {
+            const status = policy === 'terminate' ? 'terminated' : 'cancelled';
+            this.closeRun(child, status, { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason }, now, stopped);
+            closed.push(child.record.runId);
+            next.push(child);
+          }
+          if (!isOpen(parent.record.status)) {
+            this.appendNote(parent, { type: 'ParentClosePolicyApplied', payload: { childRunId: child.record.runId, callId: child.record.callId ?? '', policy } }, now);
+          }
+        }
+      }
+      generation = next;
+    }
+  }
+
+  /** Appends an event to a closed run (only the transaction that closed it does this). */
+  private appendNote(m: MemRun, e: NewEvent, now: number): void {
+    m.events.push({ ...e, seq: ++m.record.lastSeq, recordedAt: now } as JournalEvent);
+  }
+
+  /** Puts a signal in an open run's inbox once; returns whether it was new. */
+  private deliverSignal(runId: string, sg: { signalId: string; name: string; payload: unknown }, now: number): boolean {
+    const t = this.runs.get(runId);
+    if (!t || !isOpen(t.record.status) || t.signalIds.has(sg.signalId)) return false;
+    t.signalIds.add(sg.signalId);
+    t.inbox.push({ signalId: sg.signalId, name: sg.name, payload: clone(sg.payload), sentAt: now });
+    t.record.nextWakeupAt = Math.min(t.record.nextWakeupAt ?? Infinity, now);
+    return true;
+  }
+
+  /** Continue-as-new: the next run of the same workflow id takes over the open children and the inbox. */
+  private continueRun(m: MemRun, next: NewRun, now: number): MemRun {
+    const prev = m.record;
+    const n = this.insertRun({
+      ...next,
+      ...(prev.parentRunId ? { parentRunId: prev.parentRunId } : {}),
+      ...(prev.callId ? { callId: prev.callId } : {}),
+      rootRunId: prev.rootRunId,
+      depth: prev.depth,
+      parentClosePolicy: prev.parentClosePolicy,
+    });
+    n.record.continuedFrom = prev.runId;
+    prev.continuedTo = n.record.runId;
+    for (const r of this.runs.values()) if (r.record.parentRunId === prev.runId && isOpen(r.record.status)) r.record.parentRunId = n.record.runId;
+    for (const x of m.inbox) {
+      n.inbox.push(x);
+      n.signalIds.add(x.signalId);
+    }
+    m.inbox = [];
+    // A parent waiting on this child now waits on its successor.
+    if (prev.parentRunId) {
+      const p = this.runs.get(prev.parentRunId);
+      if (p) {
+        const swap = (ids: string[]) => ids.map((id) => (id === prev.runId ? n.record.runId : id));
+        p.wait = { ...p.wait, onClose: swap(p.wait.onClose), onFailure: swap(p.wait.onFailure), onAllClosed: swap(p.wait.onAllClosed) };
+        // The parent journals ChildStarted for the new run when it next runs (visibility), without being woken now.
+      }
+    }
+    void now;
+    return n;
+  }
 
   private insertRun(run: NewRun): MemRun {
     const now = this.clock.now();
@@ -283,6 +486,8 @@ export class MemoryJournal implements Journal {
       continuedFrom: null,
       continuedTo: null,
       lastSeq: 1,
+      parentClosePolicy: run.parentClosePolicy ?? 'cancel',
+      cancelRequest: null,
     };
     const started: JournalEvent = {
       seq: 1,
@@ -297,7 +502,7 @@ export class MemoryJournal implements Journal {
         ...(run.callId ? { callId: run.callId } : {}),
       },
     };
-    const m: MemRun = { record, events: [started], leaseToken: null, wait: NO_WAIT };
+    const m: MemRun = { record, events: [started], leaseToken: null, wait: NO_WAIT, inbox: [], signalIds: new Set(), cancelJournaled: false };
     this.runs.set(run.runId, m);
     this.byWorkflowId.set(run.workflowId, run.runId);
     return m;
@@ -367,7 +572,7 @@ export class MemoryJournal implements Journal {
     return m;
   }
 
-  private notify(runIds: string[]): void {
-    for (const l of this.listeners) l(runIds);
+  private notify(runIds: string[], kind: 'wake' | 'stop' = 'wake'): void {
+    for (const l of this.listeners) l(runIds, kind);
   }
 }

@@ -7,11 +7,14 @@
 export type CommandKind =
   | 'child'
   | 'childResult'
+  | 'childSignal'
   | 'all'
   | 'activity'
   | 'sleep'
   | 'sideEffect'
-  | 'children';
+  | 'children'
+  | 'waitForSignal'
+  | 'continueAsNew';
 
 export abstract class Command<T> {
   abstract readonly kind: CommandKind;
@@ -66,20 +69,31 @@ export function workflow<I, O>(
 
 export type ParentClosePolicy = 'cancel' | 'terminate' | 'abandon';
 
-export interface ChildOptions {
+export interface ChildOptions<O = unknown> {
   /** Parent-scoped key: the child's workflow id becomes `${parentWorkflowId}/${id}`. */
   id?: string;
   queue?: string;
+  /** What happens to this child when the parent closes while it is still open. Default 'cancel'. */
   parentClosePolicy?: ParentClosePolicy;
+  /**
+   * Milliseconds the parent waits for the result. On expiry the child is closed per its parent-close policy
+   * (cancel by default) and the wait returns `timeoutValue` if given, else throws ChildTimeoutError.
+   */
+  timeout?: number;
+  timeoutValue?: O;
 }
 
 /** A started child. `result()` waits for it; the ids are stable across replays. */
 export interface ChildHandle<O = unknown> {
   readonly workflow: string;
+  /** The child's current run: follows its continue-as-new chain. */
   readonly runId: string;
   readonly workflowId: string;
+  /** Stays the same across the child's continue-as-new chain. */
   readonly callId: string;
   result(): Command<O>;
+  /** Sends a signal to the child, exactly once (journaled by the parent). */
+  signal(name: string, payload?: unknown): Command<void>;
 }
 
 export class ChildCommand<T> extends Command<T> {
@@ -95,6 +109,17 @@ export class ChildCommand<T> extends Command<T> {
   }
 }
 
+export class ChildSignalCommand extends Command<void> {
+  readonly kind = 'childSignal' as const;
+  constructor(
+    readonly handle: ChildHandle<unknown>,
+    readonly name: string,
+    readonly payload: unknown,
+  ) {
+    super();
+  }
+}
+
 export class ChildResultCommand<T> extends Command<T> {
   readonly kind = 'childResult' as const;
   constructor(readonly handle: ChildHandle<T>) {
@@ -103,7 +128,7 @@ export class ChildResultCommand<T> extends Command<T> {
 }
 
 /** Starts a child workflow and waits for its result. */
-export function child<W extends WorkflowDef>(wf: W, input: InputOf<W>, options: ChildOptions = {}): Command<OutputOf<W>> {
+export function child<W extends WorkflowDef>(wf: W, input: InputOf<W>, options: ChildOptions<OutputOf<W>> = {}): Command<OutputOf<W>> {
   assertWorkflowDef(wf, 'child');
   return new ChildCommand<OutputOf<W>>(wf, input, options, true);
 }
@@ -112,7 +137,7 @@ export function child<W extends WorkflowDef>(wf: W, input: InputOf<W>, options: 
 export function startChild<W extends WorkflowDef>(
   wf: W,
   input: InputOf<W>,
-  options: ChildOptions = {},
+  options: ChildOptions<OutputOf<W>> = {},
 ): Command<ChildHandle<OutputOf<W>>> {
   assertWorkflowDef(wf, 'startChild');
   return new ChildCommand<ChildHandle<OutputOf<W>>>(wf, input, options, false);
@@ -218,6 +243,45 @@ export const uuid = (): Command<string> => new SideEffectCommand<string>('uuid')
 export function sideEffect<T>(fn: () => T): Command<T> {
   if (typeof fn !== 'function') throw new TypeError('sideEffect(fn): fn must be a function');
   return new SideEffectCommand<T>('sideEffect', fn);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Signals and continue-as-new
+
+export class WaitForSignalCommand<T> extends Command<T> {
+  readonly kind = 'waitForSignal' as const;
+  constructor(
+    readonly name: string,
+    readonly timeout: number | null,
+  ) {
+    super();
+  }
+}
+
+/**
+ * Waits durably for the next signal named `name` and returns its payload. Signals sent before the wait are
+ * buffered; each is delivered once, in send order. With `timeout` (ms), throws SignalTimeoutError when none came.
+ */
+export function waitForSignal<T = unknown>(name: string, options: { timeout?: number } = {}): Command<T> {
+  if (typeof name !== 'string' || !name) throw new TypeError('waitForSignal(name): name must be a non-empty string');
+  const t = options.timeout;
+  if (t !== undefined && (!Number.isFinite(t) || t < 0)) throw new RangeError(`waitForSignal: timeout must be a finite number >= 0, got ${t}`);
+  return new WaitForSignalCommand<T>(name, t ?? null);
+}
+
+export class ContinueAsNewCommand extends Command<never> {
+  readonly kind = 'continueAsNew' as const;
+  constructor(readonly input: unknown) {
+    super();
+  }
+}
+
+/**
+ * Closes this run as `continued` and starts the next run of the same workflow id with `input`. Open children and
+ * undelivered signals move to the new run. Use as `return yield* continueAsNew(next)`.
+ */
+export function continueAsNew<I>(input: I): Command<never> {
+  return new ContinueAsNewCommand(input);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -4,9 +4,13 @@ import {
   AllCommand,
   ChildCommand,
   ChildResultCommand,
+  ChildSignalCommand,
   Command,
+  ContinueAsNewCommand,
   SideEffectCommand,
   SleepCommand,
+  WaitForSignalCommand,
+  type ParentClosePolicy,
   type ChildHandle,
   type Shape,
   type WorkflowDef,
@@ -14,6 +18,7 @@ import {
 } from './commands.js';
 import {
   ActivityFailedError,
+  CancelledError,
   ChildCancelledError,
   ChildDepthExceededError,
   ChildFailedError,
@@ -22,11 +27,13 @@ import {
   CorruptJournalError,
   DuplicateChildIdError,
   NonDeterminismError,
+  RunClosedError,
   serializeError,
+  SignalTimeoutError,
   type ChildRef,
   type SerializedError,
 } from './errors.js';
-import { DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
+import { CLOSE_TYPES, DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
 import { deriveId, hashText, journalValue, toJson } from './json.js';
 import type { NewRun, WaitSpec } from '../journal/journal.js';
 
@@ -70,6 +77,12 @@ interface ChildState extends Leaf {
   readonly kind: 'child';
   readonly ref: ChildRef;
   readonly handle: ChildHandle<unknown>;
+  /** The child's newest run (it moves along a continue-as-new chain; ref.childRunId stays the first). */
+  currentRunId: string;
+  readonly policy: ParentClosePolicy;
+  /** When the parent stops waiting (timeout option), and what it returns then. */
+  readonly deadline: number | null;
+  readonly timeoutValue: { value: unknown } | null;
 }
 interface ActivityState extends Leaf {
   readonly kind: 'activity';
@@ -83,7 +96,13 @@ interface TimerState extends Leaf {
 interface ImmediateState extends Leaf {
   readonly kind: 'immediate';
 }
-type LeafState = ChildState | ActivityState | TimerState | ImmediateState;
+interface SignalWaitState extends Leaf {
+  readonly kind: 'signal';
+  readonly name: string;
+  readonly deadline: number | null;
+  readonly timeoutMs: number;
+}
+type LeafState = ChildState | ActivityState | TimerState | ImmediateState | SignalWaitState;
 
 /** A node of the thing the generator is blocked on: a leaf, or a barrier group (possibly nested). */
 type WaitNode =
@@ -104,13 +123,31 @@ export interface ActivityTask {
   input: unknown;
 }
 
+/** A signal this run sends to another run (its child), delivered exactly once by signal id. */
+export interface OutboundSignal {
+  runId: string;
+  signalId: string;
+  name: string;
+  payload: unknown;
+}
+
+export type EngineClose =
+  | { status: 'completed'; result: unknown }
+  | { status: 'failed'; error: SerializedError }
+  | { status: 'cancelled'; error: SerializedError; result?: unknown }
+  | { status: 'continued'; next: NewRun };
+
 /** What one activation decided, for the host to commit in one journal transaction. */
 export interface ActivationOutput {
   events: NewEvent[];
   children: NewRun[];
   /** Activities issued in this activation (the host runs them). */
   activities: ActivityTask[];
-  close?: { status: 'completed'; result: unknown } | { status: 'failed'; error: SerializedError };
+  /** Signals to other runs, written to their inboxes in the same transaction. */
+  signals: OutboundSignal[];
+  /** Children the parent stopped waiting for (timeout): closed per their policy in the same transaction. */
+  closeChildren: { runId: string; policy: ParentClosePolicy }[];
+  close?: EngineClose;
 }
 
 export class RunEngine {
@@ -130,6 +167,12 @@ export class RunEngine {
   private readonly handles: ChildHandle<unknown>[] = [];
   private readonly activities = new Map<string, ActivityState>();
   private readonly timers = new Map<string, TimerState>();
+  /** Signals received and not yet taken by a wait, in journal order. */
+  private readonly signalBuffer: { signalId: string; name: string; payload: unknown }[] = [];
+  private readonly signalWaits = new Map<string, SignalWaitState>();
+  private readonly seenSignals = new Set<string>();
+  /** Set once CancelRequested is journaled: the code gets CancelledError once, then may clean up until `deadline`. */
+  private cancelState: { reason: string; deadline: number; delivered: boolean } | null = null;
 
   private out: ActivationOutput = emptyOutput();
   private clockNow = 0;
@@ -211,6 +254,13 @@ export class RunEngine {
       this.apply(d);
       this.advance();
     }
+    // The grace period of a cancellation is over: the run closes as cancelled without running more code.
+    const c = this.cancelState;
+    if (c && !this.closed && now >= c.deadline) {
+      this.decide({ type: 'RunCancelled', payload: { reason: c.reason, forced: true } });
+      this.closedWith = { status: 'cancelled', error: serializeError(new CancelledError(c.reason)) };
+      this.blocked = null;
+    }
     return this.takeOutput();
   }
 
@@ -218,21 +268,31 @@ export class RunEngine {
   takeOutput(): ActivationOutput {
     const o = this.out;
     this.out = emptyOutput();
-    if (this.closedWith && !o.close && o.events.some((e) => e.type === 'RunCompleted' || e.type === 'RunFailed')) o.close = this.closedWith;
+    if (this.closedWith && !o.close && o.events.some((e) => CLOSE_TYPES.has(e.type))) o.close = this.closedWith;
     return o;
   }
 
-  /** Child runs whose outcome this run has not journaled yet. */
+  /** Child runs (their newest run ids) whose outcome this run has not journaled yet. */
   openChildren(): string[] {
     const ids: string[] = [];
-    for (const c of this.childByPath.values()) if (!c.outcome) ids.push(c.ref.childRunId);
+    for (const c of this.childByPath.values()) if (!c.outcome) ids.push(c.currentRunId);
     return ids;
   }
 
-  /** Child run ids with their call paths, for building deliveries from journal outcomes. */
-  childPath(childRunId: string): { path: string; callId: string } | undefined {
+  /** Child run ids (any run of the child's chain) with their call paths, for building deliveries. */
+  childPath(childRunId: string): { path: string; callId: string; currentRunId: string } | undefined {
     const c = this.childByRunId.get(childRunId);
-    return c ? { path: c.path, callId: c.ref.callId } : undefined;
+    return c ? { path: c.path, callId: c.ref.callId, currentRunId: c.currentRunId } : undefined;
+  }
+
+  /** Whether a CancelRequested is journaled (the host then stops fetching it). */
+  get cancelRequested(): boolean {
+    return this.cancelState !== null;
+  }
+
+  /** Signal ids this run has journaled (so the host never delivers one twice). */
+  hasSignal(signalId: string): boolean {
+    return this.seenSignals.has(signalId);
   }
 
   /** Activities scheduled and not yet finished (including ones journaled by a worker that died). */
@@ -242,11 +302,19 @@ export class RunEngine {
     return out;
   }
 
-  /** TimerFired deliveries for every open timer due at `now`. */
+  /** Deliveries for every deadline reached at `now`: timers, signal-wait timeouts, child timeouts. */
   dueTimers(now: number): NewEvent[] {
     const out: NewEvent[] = [];
     for (const t of this.timers.values()) {
       if (!t.outcome && t.fireAt <= now) out.push({ type: 'TimerFired', payload: { path: t.path, closedAt: t.fireAt } });
+    }
+    for (const w of this.signalWaits.values()) {
+      if (!w.outcome && w.deadline !== null && w.deadline <= now) out.push({ type: 'TimerFired', payload: { path: w.path, closedAt: w.deadline } });
+    }
+    for (const c of this.childByPath.values()) {
+      if (!c.outcome && c.deadline !== null && c.deadline <= now) {
+        out.push({ type: 'ChildTimedOut', payload: { path: c.path, callId: c.ref.callId, childRunId: c.currentRunId, closedAt: c.deadline, byParent: true } });
+      }
     }
     return out;
   }
@@ -256,10 +324,18 @@ export class RunEngine {
     const spec: WaitSpec = { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: this.openActivities().length > 0 };
     const node = this.blocked;
     if (!node || this.closed) return spec;
+    const earliest = (t: number | null) => {
+      if (t !== null) spec.timerAt = Math.min(spec.timerAt ?? Infinity, t);
+    };
+    if (this.cancelState) earliest(this.cancelState.deadline);
     if (node.type === 'leaf') {
       const l = node.leaf;
-      if (!l.outcome && l.kind === 'child') spec.onClose.push(l.ref.childRunId);
-      if (!l.outcome && l.kind === 'timer') spec.timerAt = l.fireAt;
+      if (!l.outcome && l.kind === 'child') {
+        spec.onClose.push(l.currentRunId);
+        earliest(l.deadline);
+      }
+      if (!l.outcome && l.kind === 'timer') earliest(l.fireAt);
+      if (!l.outcome && l.kind === 'signal') earliest(l.deadline);
       return spec;
     }
     let onlyChildrenOpen = true;
@@ -272,11 +348,13 @@ export class RunEngine {
       const l = n.leaf;
       if (l.outcome) return;
       if (l.kind === 'child') {
-        openChildren.push(l.ref.childRunId);
-        if (failFast) spec.onFailure.push(l.ref.childRunId);
+        openChildren.push(l.currentRunId);
+        if (failFast) spec.onFailure.push(l.currentRunId);
+        earliest(l.deadline);
       } else {
         onlyChildrenOpen = false;
-        if (l.kind === 'timer') spec.timerAt = Math.min(spec.timerAt ?? Infinity, l.fireAt);
+        if (l.kind === 'timer') earliest(l.fireAt);
+        if (l.kind === 'signal') earliest(l.deadline);
       }
     };
     walk(node, true);
@@ -316,6 +394,15 @@ export class RunEngine {
   private advance(): void {
     while (this.started && !this.closed && this.blocked) {
       const node = this.blocked;
+      const c = this.cancelState;
+      if (c && !c.delivered) {
+        // Graceful cancel: CancelledError at the current yield, so try/finally compensation can run.
+        c.delivered = true;
+        this.blocked = null;
+        if (this.isLive()) this.resumptions++;
+        this.step({ ok: false, error: new CancelledError(c.reason) }, nodePath(node));
+        continue;
+      }
       const r = this.evaluate(node);
       if (r.state === 'open') return;
       this.blocked = null;
@@ -349,6 +436,10 @@ export class RunEngine {
       }
       const path = String(this.position++);
       const cmd = res.value;
+      if (cmd instanceof ContinueAsNewCommand) {
+        this.decideContinue(cmd.input);
+        return;
+      }
       if (!(cmd instanceof Command)) {
         input = { ok: false, error: new TypeError(`workflow '${this.def.name}' yielded ${typeof cmd}; yield commands (child, all, activity, sleep, …)`) };
         failedAt = path;
@@ -424,6 +515,41 @@ export class RunEngine {
       const e = this.decide({ type: 'SideEffect', payload: { path, kind: cmd.effect, value } });
       return immediate(path, (e.payload as EventPayloads['SideEffect']).value, this.clockNow);
     }
+    if (cmd instanceof WaitForSignalCommand) {
+      const e = this.decide({
+        type: 'SignalWaitStarted',
+        payload: { path, name: cmd.name, deadline: cmd.timeout === null ? null : this.clockNow + cmd.timeout },
+      });
+      const deadline = (e.payload as EventPayloads['SignalWaitStarted']).deadline;
+      const w: SignalWaitState = { kind: 'signal', path, name: cmd.name, deadline, timeoutMs: cmd.timeout ?? 0, outcome: null, closedAt: 0 };
+      this.signalWaits.set(path, w);
+      // A signal that arrived before the wait was buffered: the oldest of that name is taken now.
+      const i = this.signalBuffer.findIndex((b) => b.name === cmd.name);
+      if (i >= 0) {
+        const [b] = this.signalBuffer.splice(i, 1);
+        w.outcome = { ok: true, value: b!.payload };
+        w.closedAt = this.clockNow;
+      }
+      return w;
+    }
+    if (cmd instanceof ChildSignalCommand) {
+      const c = this.childByCallId.get(cmd.handle?.callId);
+      if (!c) throw new TypeError('handle.signal(): the handle does not belong to a child of this run');
+      if (typeof cmd.name !== 'string' || !cmd.name) throw new TypeError('handle.signal(name): name must be a non-empty string');
+      const live = this.isLive();
+      const payload = live ? journalValue(cmd.payload, `payload of signal '${cmd.name}'`) : null;
+      const signalId = deriveId('s_', this.run.runId, path);
+      const e = this.decide({
+        type: 'ChildSignalled',
+        payload: { path, callId: c.ref.callId, childRunId: c.currentRunId, signalId, name: cmd.name, payload },
+      });
+      if (c.outcome) {
+        // The parent already journaled the child's close: the signal would never be read.
+        return { kind: 'immediate', path, outcome: { ok: false, error: new RunClosedError(c.currentRunId, 'closed') }, closedAt: this.clockNow };
+      }
+      if (live) this.out.signals.push({ runId: c.currentRunId, signalId, name: cmd.name, payload: (e.payload as EventPayloads['ChildSignalled']).payload });
+      return immediate(path, undefined, this.clockNow);
+    }
     if (cmd.kind === 'children') return immediate(path, this.handles.slice(), this.clockNow);
     throw new TypeError(`command '${cmd.kind}' cannot be used here`);
   }
@@ -438,18 +564,27 @@ export class RunEngine {
     const depth = this.run.depth + 1;
 
     let refusal: Error | null = null;
-    if (depth > this.maxChildDepth) refusal = new ChildDepthExceededError(workflow, depth, this.maxChildDepth);
+    if (this.cancelState) refusal = new CancelledError(`run is being cancelled (${this.cancelState.reason}); no new children`);
+    else if (depth > this.maxChildDepth) refusal = new ChildDepthExceededError(workflow, depth, this.maxChildDepth);
     else if (id !== undefined && this.usedIds.has(id)) refusal = new DuplicateChildIdError(id, childWorkflowId);
     if (refusal) {
-      this.decide({ type: 'ChildStartFailed', payload: { path, workflow, inputHash: hash, error: serializeError(refusal) } });
-      return { kind: 'immediate', path, outcome: { ok: false, error: refusal }, closedAt: this.clockNow };
+      const e = this.decide({ type: 'ChildStartFailed', payload: { path, workflow, inputHash: hash, error: serializeError(refusal), closedAt: this.clockNow } });
+      // The refusal's close time is journaled and the journaled one wins: on replay the engine's clock is the replay's,
+      // and a failure choice that is not journaled (an all() nested in allSettled()) must not depend on it.
+      const p = e.payload as EventPayloads['ChildStartFailed'];
+      const closedAt = p.closedAt ?? (e as Partial<JournalEvent>).recordedAt ?? this.clockNow;
+      return { kind: 'immediate', path, outcome: { ok: false, error: refusal }, closedAt };
     }
 
     // Derived, never random: the same parent at the same call path (and id) always names the same child.
     const childRunId = deriveId('r_', this.run.runId, path, id ?? '');
     const callId = deriveId('c_', this.run.runId, path);
     const queue = cmd.options.queue ?? cmd.def.options.queue ?? this.run.queue;
-    this.decide({
+    const policy = cmd.options.parentClosePolicy ?? 'cancel';
+    if (!['cancel', 'terminate', 'abandon'].includes(policy)) throw new TypeError(`parentClosePolicy must be cancel, terminate or abandon; got ${String(policy)}`);
+    const timeout = cmd.options.timeout;
+    if (timeout !== undefined && (!Number.isFinite(timeout) || timeout < 0)) throw new RangeError(`child timeout must be a finite number >= 0, got ${timeout}`);
+    const scheduled = this.decide({
       type: 'ChildScheduled',
       payload: {
         path,
@@ -461,12 +596,15 @@ export class RunEngine {
         awaited: cmd.awaited,
         ...(id !== undefined ? { id } : {}),
         ...(queue !== this.run.queue ? { queue } : {}),
+        ...(policy !== 'cancel' ? { parentClosePolicy: policy } : {}),
+        ...(timeout !== undefined ? { deadline: this.clockNow + timeout } : {}),
       },
     });
+    const deadline = (scheduled.payload as EventPayloads['ChildScheduled']).deadline ?? null;
     if (id !== undefined) this.usedIds.set(id, childWorkflowId);
     // Only a live decision creates the row; a replayed one already did, in the same transaction as its event.
     if (live) {
-      this.out.children.push({ runId: childRunId, workflowId: childWorkflowId, workflow, input, queue, callId, depth });
+      this.out.children.push({ runId: childRunId, workflowId: childWorkflowId, workflow, input, queue, callId, depth, parentClosePolicy: policy });
     }
     const ref: ChildRef = { workflow, callId, childRunId, childWorkflowId };
     const state: ChildState = {
@@ -475,12 +613,19 @@ export class RunEngine {
       ref,
       outcome: null,
       closedAt: 0,
+      currentRunId: childRunId,
+      policy,
+      deadline,
+      timeoutValue: 'timeoutValue' in cmd.options ? { value: journalValue(cmd.options.timeoutValue, 'timeoutValue') } : null,
       handle: Object.freeze({
         workflow,
-        runId: childRunId,
+        get runId() {
+          return state.currentRunId;
+        },
         workflowId: childWorkflowId,
         callId,
         result: () => new ChildResultCommand(state.handle),
+        signal: (name: string, payload?: unknown) => new ChildSignalCommand(state.handle, name, payload),
       }),
     };
     this.childByPath.set(path, state);
@@ -545,16 +690,45 @@ export class RunEngine {
       this.decideClose(err);
       return;
     }
-    this.decide({ type: 'RunCompleted', payload: { result } });
-    this.closedWith = { status: 'completed', result };
+    if (this.cancelState) {
+      // Cancellation was requested: whatever the code returns after cleaning up, the run closes as cancelled.
+      this.decide({ type: 'RunCancelled', payload: { reason: this.cancelState.reason, forced: false, result } });
+      this.closedWith = { status: 'cancelled', error: serializeError(new CancelledError(this.cancelState.reason)), result };
+    } else {
+      this.decide({ type: 'RunCompleted', payload: { result } });
+      this.closedWith = { status: 'completed', result };
+    }
+    this.blocked = null;
+  }
+
+  private decideContinue(input: unknown): void {
+    let value: unknown;
+    try {
+      value = journalValue(input, `input of continueAsNew for '${this.def.name}'`);
+    } catch (err) {
+      this.decideClose(err);
+      return;
+    }
+    const nextRunId = deriveId('r_', this.run.runId, 'continued');
+    const e = this.decide({ type: 'RunContinued', payload: { input: value, nextRunId } });
+    const p = e.payload as EventPayloads['RunContinued'];
+    this.closedWith = {
+      status: 'continued',
+      next: { runId: p.nextRunId, workflowId: this.run.workflowId, workflow: this.def.name, input: p.input, queue: this.run.queue, depth: this.run.depth },
+    };
     this.blocked = null;
   }
 
   private decideClose(err: unknown): void {
     if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) throw err;
     const error = serializeError(err);
-    this.decide({ type: 'RunFailed', payload: { error } });
-    this.closedWith = { status: 'failed', error };
+    if (this.cancelState) {
+      this.decide({ type: 'RunCancelled', payload: { reason: this.cancelState.reason, forced: false, error } });
+      this.closedWith = { status: 'cancelled', error: serializeError(new CancelledError(this.cancelState.reason)) };
+    } else {
+      this.decide({ type: 'RunFailed', payload: { error } });
+      this.closedWith = { status: 'failed', error };
+    }
     this.blocked = null;
   }
 
@@ -570,7 +744,38 @@ export class RunEngine {
         if (!c) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no child`);
         if (c.outcome) return;
         c.closedAt = e.payload.closedAt;
-        c.outcome = childOutcome(e, c.ref);
+        if (e.type === 'ChildTimedOut' && c.timeoutValue) {
+          c.outcome = { ok: true, value: c.timeoutValue.value };
+        } else {
+          c.outcome = childOutcome(e, c.ref);
+        }
+        // The parent gave up on a child still open (its own deadline): close the child per its policy, in this commit.
+        if (e.type === 'ChildTimedOut' && e.payload.byParent && this.isLive()) {
+          this.out.closeChildren.push({ runId: c.currentRunId, policy: c.policy });
+        }
+        return;
+      }
+      case 'ChildStarted': {
+        const c = this.childByPath.get(e.payload.path);
+        if (!c) throw new CorruptJournalError(this.run.runId, `ChildStarted for path ${e.payload.path}, which scheduled no child`);
+        c.currentRunId = e.payload.childRunId;
+        this.childByRunId.set(c.currentRunId, c);
+        return;
+      }
+      case 'SignalReceived': {
+        this.seenSignals.add(e.payload.signalId);
+        for (const w of this.signalWaits.values()) {
+          if (!w.outcome && w.name === e.payload.name) {
+            w.outcome = { ok: true, value: e.payload.payload };
+            w.closedAt = e.payload.closedAt;
+            return;
+          }
+        }
+        this.signalBuffer.push({ signalId: e.payload.signalId, name: e.payload.name, payload: e.payload.payload });
+        return;
+      }
+      case 'CancelRequested': {
+        if (!this.cancelState) this.cancelState = { reason: e.payload.reason, deadline: e.payload.deadline, delivered: false };
         return;
       }
       case 'ActivityCompleted':
@@ -586,6 +791,13 @@ export class RunEngine {
         return;
       }
       case 'TimerFired': {
+        const w = this.signalWaits.get(e.payload.path);
+        if (w) {
+          if (w.outcome) return;
+          w.closedAt = e.payload.closedAt;
+          w.outcome = { ok: false, error: new SignalTimeoutError(w.name, w.timeoutMs) };
+          return;
+        }
         const t = this.timers.get(e.payload.path);
         if (!t) throw new CorruptJournalError(this.run.runId, `TimerFired for path ${e.payload.path}, which started no timer`);
         if (t.outcome) return;
@@ -594,6 +806,8 @@ export class RunEngine {
         return;
       }
       case 'RunBlocked':
+      case 'ParentClosePolicyApplied':
+      case 'ParentClosePolicyFailed':
         return;
       default:
         throw new CorruptJournalError(this.run.runId, `unexpected event type ${(e as NewEvent).type} at this point`);
@@ -617,8 +831,16 @@ export class RunEngine {
         return !!a && !a.outcome;
       }
       case 'TimerFired': {
-        const t = this.timers.get(d.payload.path);
+        const t = this.timers.get(d.payload.path) ?? this.signalWaits.get(d.payload.path);
         return !!t && !t.outcome;
+      }
+      case 'SignalReceived':
+        return !this.seenSignals.has(d.payload.signalId);
+      case 'CancelRequested':
+        return !this.cancelState;
+      case 'ChildStarted': {
+        const c = this.childByPath.get(d.payload.path);
+        return !!c && !c.outcome && c.currentRunId !== d.payload.childRunId;
       }
       default:
         return false;
@@ -649,7 +871,11 @@ export class RunEngine {
 // ---------------------------------------------------------------------------------------------------------------
 
 function emptyOutput(): ActivationOutput {
-  return { events: [], children: [], activities: [] };
+  return { events: [], children: [], activities: [], signals: [], closeChildren: [] };
+}
+
+function nodePath(n: WaitNode): string {
+  return n.type === 'group' ? n.path : n.leaf.path;
 }
 
 function immediate(path: string, value: unknown, now: number): ImmediateState {
@@ -779,7 +1005,11 @@ function compareDeliveries(a: NewEvent, b: NewEvent): number {
   const ta = (a.payload as { closedAt?: number }).closedAt ?? 0;
   const tb = (b.payload as { closedAt?: number }).closedAt ?? 0;
   if (ta !== tb) return ta - tb;
-  return comparePaths((a.payload as { path: string }).path, (b.payload as { path: string }).path);
+  // Signals and cancel requests have no call path: they go after same-time outcomes, in their given order.
+  const pa = (a.payload as { path?: string }).path;
+  const pb = (b.payload as { path?: string }).path;
+  if (pa === undefined || pb === undefined) return (pa === undefined ? 1 : 0) - (pb === undefined ? 1 : 0);
+  return comparePaths(pa, pb);
 }
 
 export function comparePaths(a: string, b: string): number {
@@ -808,6 +1038,10 @@ function sameDecision(j: JournalEvent, e: NewEvent): boolean {
     case 'BarrierFailed':
     case 'FailureHandled':
       return a.path === b.path;
+    case 'SignalWaitStarted':
+      return a.path === b.path && a.name === b.name;
+    case 'ChildSignalled':
+      return a.path === b.path && a.name === b.name && a.callId === b.callId;
     case 'SideEffect':
       return a.path === b.path && a.kind === b.kind;
     default:

@@ -163,6 +163,20 @@ export class CancelledError extends SkeinError {
   }
 }
 
+/** `waitForSignal(name, { timeout })` saw no signal in time. */
+export class SignalTimeoutError extends SkeinError {
+  constructor(readonly signal: string, readonly timeoutMs: number) {
+    super(`no signal '${signal}' arrived within ${timeoutMs} ms`);
+  }
+}
+
+/** A signal was sent to a run that has closed. */
+export class RunClosedError extends SkeinError {
+  constructor(readonly runId: string, readonly status: string, what = 'signal') {
+    super(`cannot ${what} run ${runId}: it is ${status}`);
+  }
+}
+
 /** The run's code issued a different command than its journal recorded. The run is blocked, not failed. */
 export class NonDeterminismError extends SkeinError {
   constructor(

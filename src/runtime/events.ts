@@ -32,9 +32,20 @@ export type EventPayloads = {
     id?: string;
     awaited: boolean;
     queue?: string;
+    /** Absent means 'cancel'. */
+    parentClosePolicy?: 'terminate' | 'abandon';
+    /** When the parent stops waiting (child timeout option). */
+    deadline?: number;
   };
   /** The start was refused deterministically (depth bound, duplicate id): the call fails without a child run. */
-  ChildStartFailed: { path: string; workflow: string; inputHash: string; error: SerializedError };
+  ChildStartFailed: {
+    path: string;
+    workflow: string;
+    inputHash: string;
+    error: SerializedError;
+    /** When the call failed: its close time for barrier failure selection (absent in older journals: recordedAt). */
+    closedAt?: number;
+  };
   ActivityScheduled: { path: string; name: string; inputHash: string; input: unknown };
   TimerStarted: { path: string; fireAt: number };
   /** now(), random(), uuid(), sideEffect(): the value is recorded once and replayed. */
@@ -43,18 +54,37 @@ export type EventPayloads = {
   BarrierFailed: { path: string; leafIndex: number; leafPath: string };
   /** The workflow caught the failure thrown at the command `path`. */
   FailureHandled: { path: string; error: SerializedError };
+  /** waitForSignal(name): `deadline` is when it gives up (null: never). */
+  SignalWaitStarted: { path: string; name: string; deadline: number | null };
+  /** handle.signal(): the parent sent `name` to its child; the signal id makes the delivery exactly-once. */
+  ChildSignalled: { path: string; callId: string; childRunId: string; signalId: string; name: string; payload: unknown };
   RunCompleted: { result: unknown };
   RunFailed: { error: SerializedError };
+  /** The run closed as cancelled: its code finished after CancelledError, or the grace period ran out (`forced`). */
+  RunCancelled: { reason: string; forced: boolean; result?: unknown; error?: SerializedError };
+  /** continueAsNew(input): the run closed and `nextRunId` continues the same workflow id. */
+  RunContinued: { input: unknown; nextRunId: string };
 
   // deliveries
   ChildCompleted: ChildOutcomePayload & { result: unknown };
   ChildFailed: ChildOutcomePayload & { error: SerializedError };
   ChildCancelled: ChildOutcomePayload & { error?: SerializedError };
   ChildTerminated: ChildOutcomePayload & { error?: SerializedError };
-  ChildTimedOut: ChildOutcomePayload & { error?: SerializedError };
+  /** `byParent`: the parent's own timeout option expired (the child is then closed per its parent-close policy). */
+  ChildTimedOut: ChildOutcomePayload & { error?: SerializedError; byParent?: boolean };
   ActivityCompleted: { path: string; result: unknown; closedAt: number; attempts: number };
   ActivityFailed: { path: string; error: SerializedError; closedAt: number; attempts: number };
   TimerFired: { path: string; closedAt: number };
+  /** A signal sent to this run (by a client or its parent), journaled when the run takes it from its inbox. */
+  SignalReceived: { signalId: string; name: string; payload: unknown; closedAt: number };
+  /** Someone asked this run to cancel; its code gets CancelledError at the current yield and may clean up. */
+  CancelRequested: { reason: string; deadline: number; closedAt: number };
+  /** A child continued as new: its new run id (same call id). */
+  ChildStarted: { path: string; callId: string; childRunId: string; closedAt: number };
+
+  /** Written by the journal in the transaction that closes a parent, for each still-open child. */
+  ParentClosePolicyApplied: { childRunId: string; callId: string; policy: 'cancel' | 'terminate' | 'abandon' };
+  ParentClosePolicyFailed: { childRunId: string; callId: string; policy: 'cancel' | 'terminate' | 'abandon'; error: SerializedError };
 
   /** Not part of replay: the run was blocked by a NonDeterminismError (or a corrupt journal). */
   RunBlocked: { error: SerializedError };
@@ -84,9 +114,16 @@ export const DECISION_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   'SideEffect',
   'BarrierFailed',
   'FailureHandled',
+  'SignalWaitStarted',
+  'ChildSignalled',
   'RunCompleted',
   'RunFailed',
+  'RunCancelled',
+  'RunContinued',
 ]);
+
+/** Decisions that close the run. */
+export const CLOSE_TYPES: ReadonlySet<EventType> = new Set<EventType>(['RunCompleted', 'RunFailed', 'RunCancelled', 'RunContinued']);
 
 export const CHILD_OUTCOME_TYPES = ['ChildCompleted', 'ChildFailed', 'ChildCancelled', 'ChildTerminated', 'ChildTimedOut'] as const;
 export type ChildOutcomeType = (typeof CHILD_OUTCOME_TYPES)[number];
@@ -98,5 +135,10 @@ export const EVENT_TYPES: ReadonlySet<string> = new Set<EventType>([
   'ActivityCompleted',
   'ActivityFailed',
   'TimerFired',
+  'SignalReceived',
+  'CancelRequested',
+  'ChildStarted',
+  'ParentClosePolicyApplied',
+  'ParentClosePolicyFailed',
   'RunBlocked',
 ]);

@@ -130,8 +130,17 @@ export class Worker {
     this.state = 'running';
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     this.system.start();
-    this.unsubscribe = this.journal.onWake((ids) => {
-      if (this.state === 'running') this.system.send({ type: 'WAKE', runIds: ids });
+    this.unsubscribe = this.journal.onWake((ids, kind) => {
+      if (this.state !== 'running') return;
+      if (kind === 'stop') {
+        // Closed from outside (cancel, terminate): stop their actors now; their next append would fail anyway.
+        for (const id of ids) {
+          this.host.cache.delete(id);
+          this.system.send({ type: 'STOP_RUN', runId: id });
+        }
+        return;
+      }
+      this.system.send({ type: 'WAKE', runIds: ids });
     });
     if (this.wakeBus) {
       this.unsubscribeBus = this.wakeBus.subscribe((ids) => {
@@ -154,8 +163,8 @@ export class Worker {
     const deadline = Date.now() + this.shutdownGraceMs;
     while (this.active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const held: Lease[] = [];
-    for (const ref of this.system.getSnapshot().context.runs.values()) {
-      const lease = ref.getSnapshot().context.lease;
+    for (const slot of this.system.getSnapshot().context.runs.values()) {
+      const lease = slot.actor?.getSnapshot().context.lease;
       if (lease) held.push(lease);
     }
     this.system.stop();
