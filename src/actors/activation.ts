@@ -1,4 +1,4 @@
-import { RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
+import { continuedRunId, RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
@@ -102,7 +102,15 @@ export function freshEngine(host: RunHost, run: NewRun & { parentRunId: string; 
 export function outcomeDeliveries(path: string, knownRunId: string, o: ChildOutcome): NewEvent[] {
   const out: NewEvent[] = [];
   if (o.currentRunId !== knownRunId) {
-    out.push({ type: 'ChildStarted', payload: { path, callId: o.callId, childRunId: o.currentRunId, closedAt: o.closedAt || 0 } });
+    // One ChildStarted per run of the chain. Successor run ids are derived (see RunEngine's continue-as-new), so
+    // the intermediate runs are known without reading them.
+    const chain: string[] = [];
+    for (let id = knownRunId; id !== o.currentRunId && chain.length < 10_000; ) {
+      id = continuedRunId(id);
+      chain.push(id);
+    }
+    if (chain[chain.length - 1] !== o.currentRunId) chain.splice(0, chain.length, o.currentRunId);
+    for (const id of chain) out.push({ type: 'ChildStarted', payload: { path, callId: o.callId, childRunId: id, closedAt: o.closedAt || 0 } });
   }
   if (isOpen(o.status) || o.status === 'continued') return out;
   out.push(outcomeDelivery(path, { ...o, childRunId: o.currentRunId }));

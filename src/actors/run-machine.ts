@@ -19,6 +19,7 @@ import { freshEngine, loadEngine, step, type RunHost, type StepResult } from './
  *              suspended  (final: lease released, live engine parked in the sticky cache)
  *
  *   any state ──> lost    (final: the lease was taken over or cleared; nothing more is written)
+ *   any state ──> stopped (final: STOP, the run was cancelled or terminated from outside)
  *
  * Side effects live in named actors (load, activate, renew) and actions; the machine itself only says when.
  */
@@ -41,6 +42,8 @@ export interface RunServices {
 export class LocalWork {
   private readonly inflight = new Map<string, Promise<void>>();
   private ready: NewEvent[] = [];
+  /** Paths of the results in `ready`: finished here, not yet handed to an activation. */
+  private readonly readyPaths = new Set<string>();
   constructor(private readonly onReady: () => void) {}
 
   get size(): number {
@@ -51,13 +54,20 @@ export class LocalWork {
     return this.inflight.has(path);
   }
 
-  /** Starts a task unless it already runs here; returns its completion either way. */
+  /**
+   * Starts a task unless it already runs here, or already finished here with its result waiting for the next
+   * activation; returns its completion either way. (Each activation first restarts every activity the journal shows
+   * open, for runs taken over from a dead worker; without the second check an activity that had just finished here,
+   * and whose ACTIVITY_DONE caused that very activation, would be executed a second time.)
+   */
   start(task: ActivityTask, run: () => Promise<NewEvent>): Promise<void> {
     const running = this.inflight.get(task.path);
     if (running) return running;
+    if (this.readyPaths.has(task.path)) return Promise.resolve();
     const p = run().then((delivery) => {
       this.inflight.delete(task.path);
       this.ready.push(delivery);
+      this.readyPaths.add(task.path);
       this.onReady();
     });
     this.inflight.set(task.path, p);
@@ -67,6 +77,7 @@ export class LocalWork {
   take(): NewEvent[] {
     const r = this.ready;
     this.ready = [];
+    this.readyPaths.clear();
     return r;
   }
 
@@ -95,7 +106,7 @@ export interface RunEnded {
   wakePending: boolean;
 }
 
-export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed';
+export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed' | 'stopped';
 
 export interface RunContext {
   runId: string;
@@ -215,7 +226,7 @@ export const runMachine = setup({
   on: {
     WAKE: { actions: 'noteWake' },
     // The run was cancelled or terminated elsewhere, or the worker is shutting down: stop without writing.
-    STOP: { target: '.lost' },
+    STOP: { target: '.stopped' },
   },
   states: {
     loading: {
@@ -268,6 +279,7 @@ export const runMachine = setup({
     closed: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'closed' } }] },
     blocked: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'blocked' } }] },
     lost: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'lost' } }] },
+    stopped: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'stopped' } }] },
     failed: { type: 'final', entry: ['dropEngine', { type: 'reportEnd', params: { reason: 'failed' } }] },
   },
 });

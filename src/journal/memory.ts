@@ -321,9 +321,11 @@ export class MemoryJournal implements Journal {
     const graceful = o.mode === 'cancel' && o.graceMs > 0 && m.record.status === 'running';
     if (graceful) {
       // The run's code gets CancelledError at its current yield and may clean up until the deadline. Its lease is
-      // kept: a live actor learns of the request through the wake-up and journals it in its next activation.
+      // voided, so an activation computed before the request (which might start a child) cannot commit: nothing
+      // started concurrently escapes the cascade. Whoever takes the run next journals the request first.
       m.record.cancelRequest ??= { reason: o.reason, deadline: now + o.graceMs, requestedAt: now };
       m.record.nextWakeupAt = now;
+      this.clearLease(m);
       status = 'cancelling';
     } else {
       status = o.mode === 'terminate' ? 'terminated' : 'cancelled';

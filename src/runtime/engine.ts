@@ -56,6 +56,11 @@ export interface EngineOptions {
 
 export const DEFAULT_MAX_CHILD_DEPTH = 10;
 
+/** The run id of the run that continues `runId` (continue-as-new): derived, so every host computes the same. */
+export function continuedRunId(runId: string): string {
+  return deriveId('r_', runId, 'continued');
+}
+
 /** Where the run sits in the tree, read from its run row. */
 export interface EngineRun {
   runId: string;
@@ -709,7 +714,7 @@ export class RunEngine {
       this.decideClose(err);
       return;
     }
-    const nextRunId = deriveId('r_', this.run.runId, 'continued');
+    const nextRunId = continuedRunId(this.run.runId);
     const e = this.decide({ type: 'RunContinued', payload: { input: value, nextRunId } });
     const p = e.payload as EventPayloads['RunContinued'];
     this.closedWith = {

@@ -73,7 +73,7 @@ export class Worker {
   private readonly wakeBus: WakeBus | undefined;
   private stopped: Promise<void> | null = null;
   private resolveStopped: (() => void) | null = null;
-  private readonly ended: Record<RunEndReason, number> = { closed: 0, suspended: 0, blocked: 0, lost: 0, failed: 0 };
+  private readonly ended: Record<RunEndReason, number> = { closed: 0, suspended: 0, blocked: 0, lost: 0, failed: 0, stopped: 0 };
   private lastPollAt: number | null = null;
   private lastError: string | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -266,7 +266,9 @@ export class Worker {
     this.active.delete(runId);
     this.ended[reason]++;
     if (reason === 'failed') this.schedulePoll(this.pollIntervalMs);
-    if (wakePending && reason === 'suspended') void this.tryAcquire(runId);
+    // News arrived while the actor was busy: take the run again (after 'lost' too: a graceful cancel voids the lease
+    // and wakes the run; if someone else holds it or it has closed, the acquire simply fails).
+    if ((wakePending && reason === 'suspended') || reason === 'lost') void this.tryAcquire(runId);
     if (this.capacityLeft() > 0 && this.pollAgain) this.schedulePoll(0);
     this.checkIdle();
   }
