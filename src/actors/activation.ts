@@ -166,6 +166,8 @@ function closeOf(close: EngineClose): NonNullable<Commit['close']> {
       return { status: 'cancelled', error: close.error, ...(close.result !== undefined ? { result: close.result } : {}) };
     case 'continued':
       return { status: 'continued', next: close.next };
+    case 'timed_out':
+      return { status: 'timed_out', error: close.error };
   }
 }
 

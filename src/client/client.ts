@@ -12,6 +12,8 @@ export interface StartOptions {
   /** The instance's stable id. Starting the same workflow id twice returns the first run. Default: a random id. */
   workflowId?: string;
   queue?: string;
+  /** The run closes as timed_out (RunTimeoutError) if still open this many ms after it starts. */
+  executionTimeoutMs?: number;
 }
 
 export interface RunRef<O = unknown> {
@@ -113,6 +115,7 @@ export class Client {
       workflow,
       input: journalValue(input, `input of workflow '${workflow}'`),
       queue,
+      ...(options.executionTimeoutMs !== undefined ? { deadline: this.journal.clock.now() + options.executionTimeoutMs } : {}),
     });
     return { runId: run.runId, workflowId: run.workflowId, workflow: run.workflow, created };
   }

@@ -85,6 +85,10 @@ export interface NewRun {
   rootRunId?: string;
   depth?: number;
   parentClosePolicy?: ParentClosePolicy;
+  /** Created now, due at this time (a retried child after its backoff). Default: due at once. */
+  startAt?: number;
+  /** Execution timeout: written into RunStarted; the run closes as timed_out when still open then. */
+  deadline?: number;
 }
 
 /**

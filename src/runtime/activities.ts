@@ -1,5 +1,5 @@
 import type { RetryPolicy } from './commands.js';
-import { serializeError, UnknownActivityError } from './errors.js';
+import { ActivityTimeoutError, serializeError, UnknownActivityError } from './errors.js';
 import type { NewEvent } from './events.js';
 import { journalValue } from './json.js';
 import type { Registry } from './registry.js';
@@ -41,9 +41,10 @@ export async function runActivity(registry: Registry, task: ActivityTask, opts: 
   }
   const policy = { ...DEFAULT_ACTIVITY_RETRY, ...def.options.retry };
   const delay = opts.delay ?? realDelay;
+  const timeoutMs = def.options.timeoutMs;
   for (let attempt = 1; ; attempt++) {
     try {
-      const value = await def.fn(task.input);
+      const value = timeoutMs === undefined ? await def.fn(task.input) : await withTimeout(() => def.fn(task.input), timeoutMs, task.name);
       let result: unknown;
       try {
         result = journalValue(value, `result of activity '${task.name}'`);
@@ -57,6 +58,19 @@ export async function runActivity(registry: Registry, task: ActivityTask, opts: 
       if (nonRetryable || attempt >= policy.maximumAttempts) return failed(task, err, attempt, opts.clock);
       await delay(backoffMs(policy, attempt));
     }
+  }
+}
+
+/** Races one attempt against its timeout. The attempt itself cannot be aborted; its late result is ignored. */
+async function withTimeout<T>(fn: () => T | Promise<T>, ms: number, name: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(fn),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ActivityTimeoutError(name, ms)), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

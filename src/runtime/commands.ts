@@ -81,6 +81,11 @@ export interface ChildOptions<O = unknown> {
    */
   timeout?: number;
   timeoutValue?: O;
+  /**
+   * Retry a failed child (ChildFailed, or a child's own execution timeout) as a new run of the same call, after an
+   * exponential backoff. Default: no retry. Attempt n > 1 gets workflow id `${workflowId}~${n}`.
+   */
+  retry?: RetryPolicy;
 }
 
 /** A started child. `result()` waits for it; the ids are stable across replays. */
@@ -172,6 +177,8 @@ export interface RetryPolicy {
 
 export interface ActivityOptions {
   retry?: RetryPolicy;
+  /** Longest one attempt may take (ms); on expiry it fails with ActivityTimeoutError, which is retried. */
+  timeoutMs?: number;
 }
 
 export interface ActivityDef<I = any, O = any> {

@@ -11,6 +11,7 @@ import {
   SleepCommand,
   WaitForSignalCommand,
   type ParentClosePolicy,
+  type RetryPolicy,
   type ChildHandle,
   type Shape,
   type WorkflowDef,
@@ -28,6 +29,7 @@ import {
   DuplicateChildIdError,
   NonDeterminismError,
   RunClosedError,
+  RunTimeoutError,
   serializeError,
   SignalTimeoutError,
   type ChildRef,
@@ -36,6 +38,7 @@ import {
 import { CLOSE_TYPES, DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
 import { deriveId, hashText, journalValue, toJson } from './json.js';
 import type { NewRun, WaitSpec } from '../journal/journal.js';
+import { backoffMs } from './activities.js';
 
 /**
  * The replay engine: drives one run's generator from its journal, live and on replay, with one interpreter.
@@ -55,6 +58,15 @@ export interface EngineOptions {
 }
 
 export const DEFAULT_MAX_CHILD_DEPTH = 10;
+
+/** Children are not retried unless asked; when asked, these fill in what the policy leaves out. */
+export const DEFAULT_CHILD_RETRY: Required<RetryPolicy> = {
+  maximumAttempts: 1,
+  initialIntervalMs: 1000,
+  backoffCoefficient: 2,
+  maximumIntervalMs: 60_000,
+  nonRetryableErrors: [],
+};
 
 /** The run id of the run that continues `runId` (continue-as-new): derived, so every host computes the same. */
 export function continuedRunId(runId: string): string {
@@ -88,6 +100,11 @@ interface ChildState extends Leaf {
   /** When the parent stops waiting (timeout option), and what it returns then. */
   readonly deadline: number | null;
   readonly timeoutValue: { value: unknown } | null;
+  /** Retry policy (null: none) and the attempt running now (1-based). */
+  readonly retry: Required<RetryPolicy> | null;
+  attempt: number;
+  /** What a retry needs to start the next attempt. */
+  readonly spec: { workflow: string; input: unknown; inputHash: string; id: string | undefined; workflowId: string; queue: string; awaited: boolean };
 }
 interface ActivityState extends Leaf {
   readonly kind: 'activity';
@@ -140,7 +157,8 @@ export type EngineClose =
   | { status: 'completed'; result: unknown }
   | { status: 'failed'; error: SerializedError }
   | { status: 'cancelled'; error: SerializedError; result?: unknown }
-  | { status: 'continued'; next: NewRun };
+  | { status: 'continued'; next: NewRun }
+  | { status: 'timed_out'; error: SerializedError };
 
 /** What one activation decided, for the host to commit in one journal transaction. */
 export interface ActivationOutput {
@@ -176,6 +194,8 @@ export class RunEngine {
   private readonly signalBuffer: { signalId: string; name: string; payload: unknown }[] = [];
   private readonly signalWaits = new Map<string, SignalWaitState>();
   private readonly seenSignals = new Set<string>();
+  /** Execution timeout of this run (from RunStarted). */
+  private runDeadline: number | null = null;
   /** Set once CancelRequested is journaled: the code gets CancelledError once, then may clean up until `deadline`. */
   private cancelState: { reason: string; deadline: number; delivered: boolean } | null = null;
 
@@ -233,6 +253,7 @@ export class RunEngine {
     this.history = events.slice();
     this.committed = events.length;
     this.cursor = 1;
+    this.runDeadline = first.payload.deadline ?? null;
     this.start(first.payload.input);
     while (this.cursor < this.history.length) {
       const e = this.history[this.cursor]!;
@@ -258,6 +279,12 @@ export class RunEngine {
       this.appendLive(d);
       this.apply(d);
       this.advance();
+    }
+    // The execution timeout is reached: the run closes as timed_out without running more code.
+    if (this.runDeadline !== null && !this.closed && now >= this.runDeadline) {
+      this.decide({ type: 'RunTimedOut', payload: { deadline: this.runDeadline } });
+      this.closedWith = { status: 'timed_out', error: serializeError(new RunTimeoutError(this.run.runId, this.runDeadline)) };
+      this.blocked = null;
     }
     // The grace period of a cancellation is over: the run closes as cancelled without running more code.
     const c = this.cancelState;
@@ -333,6 +360,7 @@ export class RunEngine {
       if (t !== null) spec.timerAt = Math.min(spec.timerAt ?? Infinity, t);
     };
     if (this.cancelState) earliest(this.cancelState.deadline);
+    earliest(this.runDeadline);
     if (node.type === 'leaf') {
       const l = node.leaf;
       if (!l.outcome && l.kind === 'child') {
@@ -589,6 +617,7 @@ export class RunEngine {
     if (!['cancel', 'terminate', 'abandon'].includes(policy)) throw new TypeError(`parentClosePolicy must be cancel, terminate or abandon; got ${String(policy)}`);
     const timeout = cmd.options.timeout;
     if (timeout !== undefined && (!Number.isFinite(timeout) || timeout < 0)) throw new RangeError(`child timeout must be a finite number >= 0, got ${timeout}`);
+    const retry = cmd.options.retry ? { ...DEFAULT_CHILD_RETRY, ...cmd.options.retry } : null;
     const scheduled = this.decide({
       type: 'ChildScheduled',
       payload: {
@@ -622,6 +651,9 @@ export class RunEngine {
       policy,
       deadline,
       timeoutValue: 'timeoutValue' in cmd.options ? { value: journalValue(cmd.options.timeoutValue, 'timeoutValue') } : null,
+      retry,
+      attempt: 1,
+      spec: { workflow, input, inputHash: hash, id, workflowId: childWorkflowId, queue, awaited: cmd.awaited },
       handle: Object.freeze({
         workflow,
         get runId() {
@@ -706,6 +738,58 @@ export class RunEngine {
     this.blocked = null;
   }
 
+  /**
+   * A failed child with retries left starts its next attempt: a new run of the same call, created now and due after
+   * the backoff. The decision is journaled right after the failure, so replay retries at the same point.
+   */
+  private retryChild(c: ChildState, e: JournalEvent | NewEvent): boolean {
+    const p = c.retry;
+    if (!p || c.attempt >= p.maximumAttempts) return false;
+    if (e.type !== 'ChildFailed' && !(e.type === 'ChildTimedOut' && !e.payload.byParent)) return false;
+    const err = (e.payload as { error?: SerializedError }).error;
+    if (err && (err.nonRetryable || p.nonRetryableErrors.includes(err.name))) return false;
+    const attempt = c.attempt + 1;
+    const s = c.spec;
+    const childRunId = deriveId('r_', this.run.runId, c.path, s.id ?? '', String(attempt));
+    const workflowId = `${s.workflowId}~${attempt}`;
+    const startAt = (e.payload as { closedAt: number }).closedAt + backoffMs(p, c.attempt);
+    const live = this.isLive();
+    this.decide({
+      type: 'ChildScheduled',
+      payload: {
+        path: c.path,
+        callId: c.ref.callId,
+        workflow: s.workflow,
+        inputHash: s.inputHash,
+        childRunId,
+        childWorkflowId: workflowId,
+        awaited: s.awaited,
+        attempt,
+        startAt,
+        ...(s.id !== undefined ? { id: s.id } : {}),
+        ...(s.queue !== this.run.queue ? { queue: s.queue } : {}),
+        ...(c.policy !== 'cancel' ? { parentClosePolicy: c.policy } : {}),
+      },
+    });
+    if (live) {
+      this.out.children.push({
+        runId: childRunId,
+        workflowId,
+        workflow: s.workflow,
+        input: s.input,
+        queue: s.queue,
+        callId: c.ref.callId,
+        depth: this.run.depth + 1,
+        parentClosePolicy: c.policy,
+        startAt,
+      });
+    }
+    c.attempt = attempt;
+    c.currentRunId = childRunId;
+    this.childByRunId.set(childRunId, c);
+    return true;
+  }
+
   private decideContinue(input: unknown): void {
     let value: unknown;
     try {
@@ -748,6 +832,8 @@ export class RunEngine {
         const c = this.childByPath.get(e.payload.path);
         if (!c) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no child`);
         if (c.outcome) return;
+        if (e.payload.childRunId !== c.currentRunId && e.type !== 'ChildTimedOut') return; // an earlier attempt's news
+        if (this.retryChild(c, e)) return;
         c.closedAt = e.payload.closedAt;
         if (e.type === 'ChildTimedOut' && c.timeoutValue) {
           c.outcome = { ok: true, value: c.timeoutValue.value };

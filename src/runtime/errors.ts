@@ -156,6 +156,20 @@ export class ActivityFailedError extends SkeinError {
   }
 }
 
+/** One attempt of an activity took longer than its `timeoutMs`. */
+export class ActivityTimeoutError extends SkeinError {
+  constructor(readonly activity: string, readonly timeoutMs: number) {
+    super(`activity '${activity}' did not finish within ${timeoutMs} ms`);
+  }
+}
+
+/** A run reached its execution timeout (client.start's `executionTimeoutMs`). */
+export class RunTimeoutError extends SkeinError {
+  constructor(readonly runId: string, readonly deadline: number) {
+    super(`run ${runId} reached its execution timeout`);
+  }
+}
+
 /** Delivered at the current `yield` of a run being cancelled. */
 export class CancelledError extends SkeinError {
   constructor(readonly reason: string) {

@@ -18,6 +18,8 @@ export type EventPayloads = {
     parentRunId?: string;
     callId?: string;
     depth: number;
+    /** Execution timeout: the run closes as timed_out when it is still open at this time. */
+    deadline?: number;
   };
 
   // decisions
@@ -36,6 +38,10 @@ export type EventPayloads = {
     parentClosePolicy?: 'terminate' | 'abandon';
     /** When the parent stops waiting (child timeout option). */
     deadline?: number;
+    /** Retry attempt (absent: 1); a retried child is a new run of the same call. */
+    attempt?: number;
+    /** A retry starts after its backoff: the run is created now, due at `startAt`. */
+    startAt?: number;
   };
   /** The start was refused deterministically (depth bound, duplicate id): the call fails without a child run. */
   ChildStartFailed: {
@@ -62,6 +68,8 @@ export type EventPayloads = {
   RunFailed: { error: SerializedError };
   /** The run closed as cancelled: its code finished after CancelledError, or the grace period ran out (`forced`). */
   RunCancelled: { reason: string; forced: boolean; result?: unknown; error?: SerializedError };
+  /** The run reached its execution timeout and closed as timed_out. */
+  RunTimedOut: { deadline: number };
   /** continueAsNew(input): the run closed and `nextRunId` continues the same workflow id. */
   RunContinued: { input: unknown; nextRunId: string };
 
@@ -120,10 +128,11 @@ export const DECISION_TYPES: ReadonlySet<EventType> = new Set<EventType>([
   'RunFailed',
   'RunCancelled',
   'RunContinued',
+  'RunTimedOut',
 ]);
 
 /** Decisions that close the run. */
-export const CLOSE_TYPES: ReadonlySet<EventType> = new Set<EventType>(['RunCompleted', 'RunFailed', 'RunCancelled', 'RunContinued']);
+export const CLOSE_TYPES: ReadonlySet<EventType> = new Set<EventType>(['RunCompleted', 'RunFailed', 'RunCancelled', 'RunContinued', 'RunTimedOut']);
 
 export const CHILD_OUTCOME_TYPES = ['ChildCompleted', 'ChildFailed', 'ChildCancelled', 'ChildTerminated', 'ChildTimedOut'] as const;
 export type ChildOutcomeType = (typeof CHILD_OUTCOME_TYPES)[number];

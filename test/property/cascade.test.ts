@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { collectDeliveries, loadEngine } from '../../src/actors/activation.js';
 import { isOpen, type RunRecord } from '../../src/journal/journal.js';
-import { startChild, waitForSignal, workflow, type ParentClosePolicy } from '../../src/runtime/commands.js';
+import { startChild, waitForSignal, workflow, type ParentClosePolicy, type WorkflowDef } from '../../src/runtime/commands.js';
 import { LeaseLostError, RunClosedError } from '../../src/runtime/errors.js';
 import { Simulation } from '../../src/testing/simulator.js';
 import { PROPERTY_TIMEOUT, RUNS } from './programs.js';
@@ -20,7 +20,7 @@ interface TreeSpec {
 }
 
 /** A run of the tree: starts its children, then either returns or waits; on signal 'spawn' it starts one more. */
-const node = workflow('node', function* (spec: TreeSpec) {
+const node: WorkflowDef<TreeSpec, string> = workflow('node', function* (spec: TreeSpec): Generator<any, string, any> {
   for (const [i, k] of spec.kids.entries()) {
     try {
       yield* startChild(node, k.spec, { id: `k${i}`, parentClosePolicy: k.policy });

@@ -210,3 +210,50 @@ describe('continue-as-new', () => {
     expect(runs.every((r) => r.callId === out.callId && r.workflowId === runs[0]!.workflowId)).toBe(true);
   });
 });
+
+describe('retries and execution timeouts', () => {
+  it('retries a failing child as new runs of the same call until it succeeds', async () => {
+    let calls = 0;
+    const flaky = defineActivity('flaky', async () => {
+      calls++;
+      if (calls < 3) throw new Error(`flake ${calls}`);
+      return 'ok';
+    }, { retry: { maximumAttempts: 1 } });
+    const worker_ = workflow('flakyChild', function* (_: null) {
+      return yield* activity(flaky, null);
+    });
+    const parent = workflow('retrier', function* (_: null) {
+      return yield* child(worker_, null, { id: 'f', retry: { maximumAttempts: 5, initialIntervalMs: 5 } });
+    });
+    const { client, journal } = setup([parent, worker_], [flaky]);
+    const ref = await client.start(parent, null);
+    expect(await client.result(ref, { timeoutMs: 5000 })).toBe('ok');
+    const kids = await journal.listChildren(ref.runId);
+    expect(kids.map((k) => [k.workflowId.split('/').pop(), k.status])).toEqual([
+      ['f', 'failed'],
+      ['f~2', 'failed'],
+      ['f~3', 'completed'],
+    ]);
+  });
+
+  it('an activity attempt past its timeoutMs fails with ActivityTimeoutError and is retried', async () => {
+    let n = 0;
+    const slow = defineActivity('slow', async () => {
+      n++;
+      if (n === 1) await new Promise((r) => setTimeout(r, 200));
+      return n;
+    }, { timeoutMs: 30, retry: { maximumAttempts: 2, initialIntervalMs: 1 } });
+    const wf = workflow('usesSlow', function* (_: null) {
+      return yield* activity(slow, null);
+    });
+    const { client } = setup([wf], [slow]);
+    expect(await client.result(await client.start(wf, null), { timeoutMs: 5000 })).toBe(2);
+  });
+
+  it('a run past its execution timeout closes as timed_out', async () => {
+    const { client, journal } = setup([waiter]);
+    const ref = await client.start(waiter, null, { executionTimeoutMs: 30 });
+    await until(async () => (await journal.getRun(ref.runId))!.status === 'timed_out');
+    expect((await journal.getRun(ref.runId))!.error?.name).toBe('RunTimeoutError');
+  });
+});

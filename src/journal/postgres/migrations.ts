@@ -66,6 +66,43 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'run lifecycle: parent-close policy, cancel requests, signal inbox, continue-as-new chains',
+    sql: (s) => `
+      ALTER TABLE ${s}.runs
+        ADD COLUMN parent_close_policy text NOT NULL DEFAULT 'cancel' CHECK (parent_close_policy IN ('cancel', 'terminate', 'abandon')),
+        -- a graceful cancel under way (all three set together); cleared when the run closes
+        ADD COLUMN cancel_reason       text,
+        ADD COLUMN cancel_deadline     bigint,
+        ADD COLUMN cancel_requested_at bigint,
+        -- the run has journaled its CancelRequested: the request no longer makes it due
+        ADD COLUMN cancel_journaled    boolean NOT NULL DEFAULT false;
+
+      -- A continue-as-new chain shares its workflow id: only the first run of a chain (continued_from IS NULL) holds
+      -- it uniquely, so starting or creating another instance with that id still conflicts. getRunByWorkflowId reads
+      -- the newest run of the chain (continued_to IS NULL).
+      ALTER TABLE ${s}.runs DROP CONSTRAINT runs_workflow_id_key;
+      CREATE UNIQUE INDEX runs_workflow_id_first_key ON ${s}.runs (workflow_id) WHERE continued_from IS NULL;
+      CREATE INDEX runs_workflow_id_idx ON ${s}.runs (workflow_id);
+
+      -- Signals sent to a run. A row is kept after its delivery (delivered = true, the run journaled SignalReceived):
+      -- the primary key is the record of every signal id ever accepted, so a re-send of a delivered id is a no-op.
+      -- seq orders the inbox in send order (sent_at ties under one clock tick). Continue-as-new moves the undelivered
+      -- rows to the next run.
+      CREATE TABLE ${s}.inbox (
+        run_id    text NOT NULL REFERENCES ${s}.runs (run_id),
+        signal_id text NOT NULL,
+        name      text NOT NULL,
+        payload   json NOT NULL,
+        sent_at   bigint NOT NULL,
+        seq       bigserial NOT NULL,
+        delivered boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (run_id, signal_id)
+      );
+      CREATE INDEX inbox_pending_idx ON ${s}.inbox (run_id, seq) WHERE NOT delivered;
+    `,
+  },
 ];
 
 /**
