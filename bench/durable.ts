@@ -10,12 +10,12 @@
  *
  * Run: npm run bench:durable
  */
-import pg from 'pg';
 import pino from 'pino';
 import { activity, all, child, defineActivity, workflow } from '../src/runtime/commands.js';
 import { Client } from '../src/client/client.js';
 import { Worker } from '../src/worker/worker.js';
 import { createPgJournal, type PgJournal } from '../src/journal/postgres/index.js';
+import { benchDatabaseUrl, bulkInsertFloor, insertCommitFloor } from './support.js';
 
 const double = defineActivity('double', async (n: number) => n * 2);
 const leaf = workflow('w_leaf', function* (n: number) {
@@ -31,43 +31,8 @@ const sequential = workflow('w2_sequential', function* (n: number) {
   return sum;
 });
 
-async function databaseUrl(): Promise<{ url: string; stop?: () => Promise<void> }> {
-  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
-  const local = 'postgres://postgres@127.0.0.1:5432/postgres';
-  const c = new pg.Client({ connectionString: local, connectionTimeoutMillis: 1000 });
-  try {
-    await c.connect();
-    await c.end();
-    return { url: local };
-  } catch {
-    const { startEmbeddedPostgres } = await import('../src/journal/embedded.js');
-    const s = await startEmbeddedPostgres({ dataDir: './.skein/bench-pg' });
-    return { url: s.url, stop: () => s.stop() };
-  }
-}
-
 async function floors(url: string, schema: string): Promise<{ insertCommitMs: number; bulk1000Ms: number }> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  await c.query(`create table ${schema}.floor (id bigserial primary key, run_id text, payload jsonb)`);
-  const n = 300;
-  let t = performance.now();
-  for (let i = 0; i < n; i++) {
-    await c.query('begin');
-    await c.query(`insert into ${schema}.floor (run_id, payload) values ($1, $2)`, [`r${i}`, '{"a":1}']);
-    await c.query('commit');
-  }
-  const insertCommitMs = (performance.now() - t) / n;
-  const reps = 10;
-  t = performance.now();
-  for (let r = 0; r < reps; r++) {
-    await c.query(
-      `insert into ${schema}.floor (run_id, payload) select 'r' || g, '{"a":1}'::jsonb from generate_series(1, 1000) g`,
-    );
-  }
-  const bulk1000Ms = (performance.now() - t) / reps;
-  await c.end();
-  return { insertCommitMs, bulk1000Ms };
+  return { insertCommitMs: await insertCommitFloor(url, schema), bulk1000Ms: await bulkInsertFloor(url, schema) };
 }
 
 async function measure(journal: PgJournal, fn: (client: Client) => Promise<void>): Promise<number> {
@@ -89,7 +54,7 @@ async function measure(journal: PgJournal, fn: (client: Client) => Promise<void>
 }
 
 async function main(): Promise<void> {
-  const db = await databaseUrl();
+  const db = await benchDatabaseUrl();
   const schema = `bench_${process.pid}`;
   const journal = await createPgJournal({ connectionString: db.url, schema, maxConnections: 10 });
   try {
