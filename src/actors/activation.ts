@@ -2,6 +2,7 @@ import { continuedRunId, RunEngine, type ActivationOutput, type EngineClose, typ
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
+import { telemetry } from '../runtime/telemetry.js';
 import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
 
 /**
@@ -236,6 +237,7 @@ export async function block(host: RunHost, lease: Lease, afterSeq: number, error
     wait: { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: false },
     block: serialized,
   });
+  telemetry.emitEvent('run.blocked', { runId: lease.runId, error: error.message });
   return { kind: 'blocked', error, commit };
 }
 

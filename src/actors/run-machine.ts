@@ -2,10 +2,10 @@ import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'pino';
 import { runActivity } from '../runtime/activities.js';
 import type { ActivityTask, RunEngine } from '../runtime/engine.js';
-import { LeaseLostError } from '../runtime/errors.js';
+import { CorruptJournalError, LeaseLostError, NonDeterminismError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
 import type { CommitResult, Lease, NewRun } from '../journal/journal.js';
-import { freshEngine, loadEngine, step, type RunHost, type StepResult } from './activation.js';
+import { block, freshEngine, loadEngine, step, type RunHost, type StepResult } from './activation.js';
 
 /**
  * The run actor: one XState actor per active run, driving its generator through activations.
@@ -164,11 +164,20 @@ export const runMachine = setup({
     input: {} as RunActorInput,
   },
   actors: {
-    load: fromPromise<RunEngine, RunContext>(async ({ input }) => {
+    load: fromPromise<RunEngine | null, RunContext>(async ({ input }) => {
       if (input.fresh) return freshEngine(input.services.host, input.fresh);
       const run = await input.services.host.journal.getRun(input.runId);
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
-      return loadEngine(input.services.host, run);
+      try {
+        return await loadEngine(input.services.host, run);
+      } catch (err) {
+        // Replay found changed code (or a broken journal): block the run (journaled, status 'blocked') instead of
+        // failing the activation, which would bring it back after every lease expiry.
+        if (!(err instanceof NonDeterminismError || err instanceof CorruptJournalError)) throw err;
+        await block(input.services.host, input.lease, run.lastSeq, err);
+        input.services.log.error({ runId: input.runId, err }, 'run blocked: its code no longer replays its journal');
+        return null;
+      }
     }),
     activate: fromPromise<StepResult, RunContext>(({ input }) => activate(input)),
     renew: fromPromise<Lease, RunContext>(({ input }) => input.services.host.journal.renew(input.lease, input.services.leaseMs)),
@@ -204,6 +213,14 @@ export const runMachine = setup({
     recordError: assign({ error: ({ event }) => String((event as unknown as { error: unknown }).error) }),
     logError: ({ context, event }) =>
       context.services.log.error({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'run activation failed'),
+    /** A fenced write (commit, renew) was refused: another worker took the run over, or it was closed from outside. */
+    logLeaseLost: ({ context, event }) =>
+      context.services.log.warn(
+        { runId: context.runId, err: (event as unknown as { error: unknown }).error },
+        'lease lost: run actor stopped, nothing more is written',
+      ),
+    logRenewRetry: ({ context, event }) =>
+      context.services.log.warn({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'lease renewal failed; will retry'),
     reportEnd: ({ context }, params: { reason: RunEndReason }) =>
       context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending }),
   },
@@ -233,9 +250,12 @@ export const runMachine = setup({
       invoke: {
         src: 'load',
         input: ({ context }) => context,
-        onDone: { target: 'activating', actions: assign({ engine: ({ event }) => event.output }) },
+        onDone: [
+          { guard: ({ event }) => event.output === null, target: 'blocked' },
+          { target: 'activating', actions: assign({ engine: ({ event }) => event.output }) },
+        ],
         onError: [
-          { guard: 'leaseLost', target: 'lost' },
+          { guard: 'leaseLost', target: 'lost', actions: ['recordError', 'logLeaseLost'] },
           { target: 'failed', actions: ['recordError', 'logError'] },
         ],
       },
@@ -254,7 +274,7 @@ export const runMachine = setup({
           { target: 'suspended' },
         ],
         onError: [
-          { guard: 'leaseLost', target: 'lost' },
+          { guard: 'leaseLost', target: 'lost', actions: ['recordError', 'logLeaseLost'] },
           { target: 'failed', actions: ['recordError', 'logError'] },
         ],
       },
@@ -272,7 +292,14 @@ export const runMachine = setup({
         src: 'renew',
         input: ({ context }) => context,
         onDone: { target: 'working', actions: assign({ lease: ({ event }) => event.output }) },
-        onError: { target: 'lost' },
+        onError: [
+          // Taken over (or closed from outside): stop; the activities' results would be refused anyway.
+          { guard: 'leaseLost', target: 'lost', actions: ['recordError', 'logLeaseLost'] },
+          // Anything else is the database being unreachable for a moment (restart, network): the lease is still ours
+          // until it expires, so keep the activities running and try again at the next renewal. Should the lease
+          // expire and the run be taken over meanwhile, our next fenced write fails with LeaseLostError and we stop.
+          { target: 'working', actions: 'logRenewRetry' },
+        ],
       },
     },
     suspended: { type: 'final', entry: ['parkEngine', { type: 'reportEnd', params: { reason: 'suspended' } }] },

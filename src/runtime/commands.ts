@@ -297,7 +297,12 @@ export function continueAsNew<I>(input: I): Command<never> {
 /** What `all()` accepts: commands, arrays and plain objects of them, nested to any depth. */
 export type Shape = Command<any> | readonly Shape[] | { readonly [key: string]: Shape };
 
-export type ResultOf<S> = S extends Command<infer T>
+/** True when S is the open `Shape` type itself (an array typed `Shape[]`, not a literal): its result is unknown. */
+type IsOpenShape<S> = [Shape] extends [S] ? true : false;
+
+export type ResultOf<S> = IsOpenShape<S> extends true
+  ? unknown
+  : S extends Command<infer T>
   ? T
   : S extends readonly unknown[]
     ? { -readonly [K in keyof S]: ResultOf<S[K]> }
@@ -307,7 +312,9 @@ export type ResultOf<S> = S extends Command<infer T>
 
 export type Settled<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; reason: Error };
 
-export type SettledOf<S> = S extends Command<infer T>
+export type SettledOf<S> = IsOpenShape<S> extends true
+  ? unknown
+  : S extends Command<infer T>
   ? Settled<T>
   : S extends readonly unknown[]
     ? { -readonly [K in keyof S]: SettledOf<S[K]> }

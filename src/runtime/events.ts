@@ -58,7 +58,7 @@ export type EventPayloads = {
   SideEffect: { path: string; kind: SideEffectKind; value: unknown };
   /** The barrier at `path` threw the failure of leaf `leafIndex` (earliest close, then lowest leaf index). */
   BarrierFailed: { path: string; leafIndex: number; leafPath: string };
-  /** The workflow caught the failure thrown at the command `path`. */
+  /** The workflow caught the failure thrown at `path` (the command's path, or the failed leaf's for a barrier). */
   FailureHandled: { path: string; error: SerializedError };
   /** waitForSignal(name): `deadline` is when it gives up (null: never). */
   SignalWaitStarted: { path: string; name: string; deadline: number | null };

@@ -1,8 +1,8 @@
-import { EngineCache, step, loadEngine, type RunHost } from '../actors/activation.js';
+import { EngineCache, block, step, loadEngine, type RunHost } from '../actors/activation.js';
 import { runActivity } from '../runtime/activities.js';
 import type { WorkflowDef } from '../runtime/commands.js';
-import type { EngineOptions, ActivityTask } from '../runtime/engine.js';
-import { serializeError } from '../runtime/errors.js';
+import type { EngineOptions, ActivityTask, RunEngine } from '../runtime/engine.js';
+import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { JournalEvent, NewEvent } from '../runtime/events.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
 import type { RunRecord } from '../journal/journal.js';
@@ -92,6 +92,8 @@ export class Simulation {
       if (r && r.status === 'running') out.push({ kind: 'activate', runId: id });
     }
     for (const [runId, tasks] of [...this.pending.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      // A run closed by someone else (cancelled by its parent's close) has no use for its activities' results.
+      if (this.runRecord(runId)?.status !== 'running') continue;
       for (const t of [...tasks.values()].sort((a, b) => (a.path < b.path ? -1 : 1))) out.push({ kind: 'activity', runId, path: t.path, name: t.name });
     }
     return out;
@@ -185,7 +187,19 @@ export class Simulation {
     const lease = await this.journal.acquire(runId, OWNER, LEASE_MS);
     if (!lease) return;
     const run = (await this.journal.getRun(runId))!;
-    const engine = await loadEngine(this.host, run);
+    let engine: RunEngine;
+    try {
+      engine = await loadEngine(this.host, run);
+    } catch (err) {
+      // Changed code (or a corrupt journal) shows up when the run is rebuilt by replay: block it, as step() does
+      // for the same errors, instead of failing the activation and leaving the run to be retried forever.
+      if (!(err instanceof NonDeterminismError || err instanceof CorruptJournalError)) throw err;
+      await block(this.host, lease, run.lastSeq, err);
+      this.activations.set(runId, (this.activations.get(runId) ?? 0) + 1);
+      this.host.cache.delete(runId);
+      this.pending.delete(runId);
+      return;
+    }
     const result = await step(this.host, lease, engine, local, { releaseWhenIdle: true, leaseChildren: false });
     await this.journal.release(lease);
     this.activations.set(runId, (this.activations.get(runId) ?? 0) + 1);

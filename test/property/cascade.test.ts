@@ -60,8 +60,9 @@ function model(runs: RunRecord[], target: RunRecord, max: number): { closed: Set
     const next: string[] = [];
     for (const p of generation) {
       for (const c of runs.filter((r) => r.parentRunId === p && isOpen(r.status))) {
+        if (c.parentClosePolicy === 'abandon') continue; // not reached by the cascade at any depth
         if (c.depth > max) truncated.add(c.runId);
-        else if (c.parentClosePolicy !== 'abandon') {
+        else {
           closed.add(c.runId);
           next.push(c.runId);
         }
