@@ -343,6 +343,16 @@ export class MemoryJournal implements Journal {
 
   // ---- test and tooling helpers (not part of the contract) ----
 
+  /** A run's row without copying it (in-process tooling such as the simulator; do not mutate). */
+  peekRun(runId: string): Readonly<RunRecord> | undefined {
+    return this.runs.get(runId)?.record;
+  }
+
+  /** Every run's row without copying (in-process tooling; do not mutate). */
+  peekRuns(): Iterable<Readonly<RunRecord>> {
+    return [...this.runs.values()].map((m) => m.record);
+  }
+
   /** Every run, for inspection in tests. */
   allRuns(): RunRecord[] {
     return [...this.runs.values()].map((m) => clone(m.record));
@@ -397,7 +407,8 @@ export class MemoryJournal implements Journal {
         for (const child of byParent.get(parent.record.runId) ?? []) {
           if (!isOpen(child.record.status)) continue;
           const policy = child.record.parentClosePolicy;
-          if (child.record.depth > maxDepth) {
+          // An abandoned child is not reached by the cascade at any depth, so it is never truncated.
+          if (policy !== 'abandon' && child.record.depth > maxDepth) {
             truncated.push(child.record.runId);
             continue;
           }

@@ -4,7 +4,7 @@ import type { WorkflowDef } from '../runtime/commands.js';
 import { SkeinError, WorkflowFailedError } from '../runtime/errors.js';
 import type { ActivityDef } from '../runtime/commands.js';
 import type { ActivityFn, ActivitiesInput, WorkflowsInput } from '../runtime/registry.js';
-import { isOpen, type RunRecord } from '../journal/journal.js';
+import { isOpen, type CancelResult, type RunRecord } from '../journal/journal.js';
 import { ManualClock, type MemoryJournal } from '../journal/memory.js';
 import { Client, type ExportedHistory, type RunDescription, type RunRef } from '../client/client.js';
 import { Simulation, type SimAction } from './simulator.js';
@@ -185,6 +185,21 @@ export class TestEnv {
       if (previous) registry.addActivity(previous);
       else registry.replaceActivity(name, () => Promise.reject(new SkeinError(`activity '${name}' was mocked and the mock was removed`)));
     };
+  }
+
+  /** Sends a signal to a run (it is delivered when the run next activates; see runUntilIdle/result). */
+  signal(runId: string, name: string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
+    return this.client.signal(runId, name, payload, options);
+  }
+
+  /** Cancels a run (and its open, non-abandoned descendants); `graceMs` of virtual time for its cleanup code. */
+  cancel(runId: string, reason = 'cancelled', options: { graceMs?: number } = {}): Promise<CancelResult> {
+    return this.client.cancel(runId, reason, options);
+  }
+
+  /** Terminates a run at once, without running its code. */
+  terminate(runId: string, reason = 'terminated'): Promise<CancelResult> {
+    return this.client.terminate(runId, reason);
   }
 
   /** The worker "dies": cached engines and in-flight activities are lost; runs resume by replay. */

@@ -5,6 +5,7 @@ import type { EngineOptions, ActivityTask, RunEngine } from '../runtime/engine.j
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
 import type { JournalEvent, NewEvent } from '../runtime/events.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
+import { journalValue } from '../runtime/json.js';
 import type { RunRecord } from '../journal/journal.js';
 import { ManualClock, MemoryJournal } from '../journal/memory.js';
 
@@ -83,7 +84,7 @@ export class Simulation {
     const now = this.clock.now();
     const out: SimAction[] = [];
     const due = new Set(this.woken);
-    for (const r of this.journal.allRuns()) {
+    for (const r of this.journal.peekRuns()) {
       // Timers: a run whose wake-up time has come is due even though nobody woke it.
       if (r.status === 'running' && r.nextWakeupAt !== null && r.nextWakeupAt <= now && !this.pending.get(r.runId)?.size) due.add(r.runId);
     }
@@ -128,7 +129,7 @@ export class Simulation {
   /** Moves the clock to the next timer, if any run waits on one. Returns false when none does. */
   advanceToNextTimer(): boolean {
     let next = Infinity;
-    for (const r of this.journal.allRuns()) if (r.status === 'running' && r.nextWakeupAt !== null) next = Math.min(next, r.nextWakeupAt);
+    for (const r of this.journal.peekRuns()) if (r.status === 'running' && r.nextWakeupAt !== null) next = Math.min(next, r.nextWakeupAt);
     if (!Number.isFinite(next) || next <= this.clock.now()) return false;
     this.clock.set(next);
     return true;
@@ -167,8 +168,8 @@ export class Simulation {
     return this.journal.readEvents(runId);
   }
 
-  private runRecord(runId: string): RunRecord | undefined {
-    return this.journal.allRuns().find((r) => r.runId === runId);
+  private runRecord(runId: string): Readonly<RunRecord> | undefined {
+    return this.journal.peekRun(runId);
   }
 
   private async finishActivity(runId: string, task: ActivityTask): Promise<NewEvent> {
@@ -177,7 +178,8 @@ export class Simulation {
     if (scripted) {
       const closedAt = this.clock.now();
       return scripted.ok
-        ? { type: 'ActivityCompleted', payload: { path: task.path, result: scripted.value ?? null, closedAt, attempts: 1 } }
+        ? // Round-tripped like a real result, so live code sees what its replay will see.
+          { type: 'ActivityCompleted', payload: { path: task.path, result: journalValue(scripted.value ?? null, `result of activity '${task.name}'`), closedAt, attempts: 1 } }
         : { type: 'ActivityFailed', payload: { path: task.path, error: serializeError(Object.assign(new Error(scripted.error.message), scripted.error)), closedAt, attempts: 1 } };
     }
     return runActivity(this.registry, task, { clock: this.clock, delay: async () => {} });

@@ -144,3 +144,36 @@ describe('createTestEnv', () => {
     expect(blocked).toBeGreaterThan(0);
   });
 });
+
+describe('signals and cancellation in the test environment', () => {
+  it('delivers a signal and lets a cancelled run compensate, in virtual time', async () => {
+    const { createTestEnv } = await import('../../src/testing/index.js');
+    const { workflow, waitForSignal, sleep } = await import('../../src/index.js');
+    const approval = workflow('approval', function* (_: null) {
+      const who = yield* waitForSignal<string>('approve', { timeout: 86_400_000 });
+      return `approved by ${who}`;
+    });
+    const env = createTestEnv({ workflows: [approval] });
+    const a = await env.start(approval, null);
+    await env.runUntilIdle();
+    await env.signal(a.runId, 'approve', 'ada');
+    expect(await env.result(a)).toBe('approved by ada');
+
+    const cleanup: string[] = [];
+    const longJob = workflow('longJob', function* (_: null) {
+      try {
+        yield* sleep(86_400_000);
+        return 'finished';
+      } finally {
+        cleanup.push('released');
+      }
+    });
+    const env2 = createTestEnv({ workflows: [longJob] });
+    const b = await env2.start(longJob, null);
+    await env2.runUntilIdle();
+    await env2.cancel(b.runId, 'user gave up');
+    await env2.runUntilIdle();
+    expect((await env2.journal.getRun(b.runId))!.status).toBe('cancelled');
+    expect(cleanup).toEqual(['released']);
+  });
+});
