@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/journal/memory.js';
-import { NO_WAIT, type ClosedStatus, type Commit, type Journal, type Lease, type NewRun, type WaitSpec } from '../src/journal/journal.js';
-import { DuplicateWorkflowIdError, LeaseLostError, PayloadError, UnknownRunError, type SerializedError } from '../src/runtime/errors.js';
+import { NO_WAIT, type CancelOptions, type ClosedStatus, type Commit, type Journal, type Lease, type NewRun, type WaitSpec } from '../src/journal/journal.js';
+import { DuplicateWorkflowIdError, LeaseLostError, PayloadError, RunClosedError, UnknownRunError, type SerializedError } from '../src/runtime/errors.js';
 import type { NewEvent } from '../src/runtime/events.js';
 
 /**
@@ -74,6 +74,9 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
     /** The parent records how it waits and gives up its lease, as a suspending activation does. */
     const suspend = async (lease: Lease, afterSeq: number, wait: Partial<WaitSpec>) =>
       journal.commit(lease, commitOf(afterSeq, { wait: waitOn(wait), release: true }));
+    /** The same, journaling `events` first. */
+    const suspendWith = async (lease: Lease, afterSeq: number, events: NewEvent[], wait: Partial<WaitSpec>) =>
+      journal.commit(lease, commitOf(afterSeq, { events, wait: waitOn(wait), release: true }));
     /** Closes a run the way its own final activation would: under a fresh lease, with the terminal event. */
     const closeRun = async (runId: string, status: ClosedStatus, outcome: { result?: unknown; error?: SerializedError } = {}) => {
       const lease = await mustAcquire(runId, 'closer');
@@ -121,6 +124,8 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
           continuedFrom: null,
           continuedTo: null,
           lastSeq: 1,
+          parentClosePolicy: 'cancel',
+          cancelRequest: null,
         });
         expect(await journal.getRun('run-a')).toEqual(run);
         expect(await journal.getRunByWorkflowId('wf-a')).toEqual(run);
@@ -752,6 +757,557 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         await eventually(() => expect(later).toContain('run-late'));
         off2();
         expect(seen).toHaveLength(count);
+      });
+    });
+
+    // ---- run lifecycle: signals, cancel, parent-close policy, continue-as-new ----
+
+    /** Commits `kids` as children of a run (under a fresh lease that is then released, as a suspending activation). */
+    const spawn = async (parentRunId: string, kids: NewRun[]) => {
+      const lease = await mustAcquire(parentRunId, 'spawner');
+      const head = (await journal.getRun(parentRunId))!.lastSeq;
+      await journal.commit(lease, commitOf(head, { events: kids.map((k, i) => scheduled(k, `${head}.${i}`)), children: kids, release: true }));
+    };
+    /** Subscribes to onWake and sorts what arrives by kind. */
+    const watch = () => {
+      const seen = { wake: [] as string[], stop: [] as string[] };
+      const off = journal.onWake((ids, kind) => seen[kind ?? 'wake'].push(...ids));
+      return { seen, off };
+    };
+    const policyNotes = async (runId: string) =>
+      (await journal.readEvents(runId))
+        .filter((e) => e.type === 'ParentClosePolicyApplied')
+        .map((e) => e.payload as { childRunId: string; callId: string; policy: string })
+        .sort((a, b) => (a.childRunId < b.childRunId ? -1 : 1));
+    const statusOf = async (runId: string) => (await journal.getRun(runId))!.status;
+    const cancelOpts = (o: Partial<CancelOptions> = {}): CancelOptions => ({ reason: 'stop', mode: 'cancel', graceMs: 0, maxChildDepth: 10, ...o });
+
+    describe('signals', () => {
+      it('signal puts the signal in the inbox in send order, once per signal id, and makes the run due now', async () => {
+        const run = await start('a');
+        await suspend(await mustAcquire(run.runId), 1, { timerAt: clock.now() + 10_000 });
+        expect(await isDue(run.runId)).toBe(false);
+        clock.advance(3);
+        const first = await journal.signal(run.runId, { name: 'go', payload: { z: 1, a: [2] }, signalId: 'one' });
+        expect(first).toEqual({ signalId: 'one' });
+        expect(await journal.signal(run.runId, { name: 'go', payload: 'different', signalId: 'one' })).toEqual({ signalId: 'one' });
+        clock.advance(1);
+        const second = await journal.signal(run.runId, { name: 'other' });
+        expect(typeof second.signalId).toBe('string');
+        await journal.signal(run.runId, { name: 'go', payload: 3, signalId: 'three' });
+
+        const inbox = await journal.inbox(run.runId);
+        expect(inbox).toEqual({
+          signals: [
+            { signalId: 'one', name: 'go', payload: { z: 1, a: [2] }, sentAt: clock.now() - 1 },
+            { signalId: second.signalId, name: 'other', payload: null, sentAt: clock.now() },
+            { signalId: 'three', name: 'go', payload: 3, sentAt: clock.now() },
+          ],
+          cancel: null,
+        });
+        expect(JSON.stringify(inbox.signals[0]!.payload)).toBe('{"z":1,"a":[2]}');
+        expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now() - 1);
+        expect(await dueIds()).toEqual([run.runId]);
+      });
+
+      it('signal to an unknown run is an UnknownRunError, to a closed run a RunClosedError; a bad payload is a PayloadError', async () => {
+        await expect(journal.signal('nope', { name: 'go' })).rejects.toBeInstanceOf(UnknownRunError);
+        await expect(journal.inbox('nope')).rejects.toBeInstanceOf(UnknownRunError);
+        const run = await start('a');
+        await expect(journal.signal(run.runId, { name: 'go', payload: { n: 1n } })).rejects.toBeInstanceOf(PayloadError);
+        await expect(journal.signal(run.runId, { name: '' })).rejects.toThrow(/name/);
+        await closeRun(run.runId, 'completed');
+        const err = await journal.signal(run.runId, { name: 'go', signalId: 'late' }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(RunClosedError);
+        expect(err).toMatchObject({ runId: run.runId, status: 'completed' });
+        expect((await journal.inbox(run.runId)).signals).toEqual([]);
+      });
+
+      it('a signal to a blocked run is kept in its inbox (the run is open)', async () => {
+        const run = await start('b');
+        await journal.commit(await mustAcquire(run.runId), commitOf(1, { block: boom }));
+        await journal.signal(run.runId, { name: 'go', signalId: 's' });
+        expect((await journal.inbox(run.runId)).signals.map((x) => x.signalId)).toEqual(['s']);
+        expect(await dueIds()).toEqual([]);
+      });
+
+      it('a commit journaling SignalReceived takes the signal out of the inbox; re-sending its id stays a no-op', async () => {
+        const run = await start('a');
+        await journal.signal(run.runId, { name: 'go', payload: 1, signalId: 's1' });
+        await journal.signal(run.runId, { name: 'go', payload: 2, signalId: 's2' });
+        const lease = await mustAcquire(run.runId);
+        const received: NewEvent = { type: 'SignalReceived', payload: { signalId: 's1', name: 'go', payload: 1, closedAt: clock.now() } };
+        await journal.commit(lease, commitOf(1, { events: [received], wait: waitOn({ timerAt: clock.now() + 500 }) }));
+        expect((await journal.inbox(run.runId)).signals.map((x) => x.signalId)).toEqual(['s2']);
+        const received2: NewEvent = { type: 'SignalReceived', payload: { signalId: 's2', name: 'go', payload: 2, closedAt: clock.now() } };
+        await suspendWith(lease, 2, [received2], { timerAt: clock.now() + 500 });
+        expect((await journal.inbox(run.runId)).signals).toEqual([]);
+        expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now() + 500);
+
+        // a delivered id is still known: sending it again adds nothing and wakes nobody
+        await journal.signal(run.runId, { name: 'go', payload: 1, signalId: 's1' });
+        expect((await journal.inbox(run.runId)).signals).toEqual([]);
+        expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now() + 500);
+      });
+
+      it('a signal that arrived while the run was busy makes its suspend due now, and announced', async () => {
+        const run = await start('a');
+        const lease = await mustAcquire(run.runId);
+        await journal.signal(run.runId, { name: 'go', signalId: 's1' });
+        // subscribe after the signal: what is seen next is the commit's own announcement
+        const { seen, off } = watch();
+        try {
+          await suspend(lease, 1, { timerAt: clock.now() + 1000 });
+          expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now());
+          expect(await dueIds()).toEqual([run.runId]);
+          await eventually(() => expect(seen.wake).toContain(run.runId));
+        } finally {
+          off();
+        }
+      });
+
+      it('a commit signals other runs exactly once by signal id, after creating its children; a closed or missing target drops it', async () => {
+        const closed = await start('closed');
+        await closeRun(closed.runId, 'completed');
+        const parent = await start('p');
+        const lease = await mustAcquire(parent.runId);
+        const kid = childRun('p', 'k');
+        const signals = [
+          { runId: kid.runId, signalId: 'sig-1', name: 'go', payload: { x: 1 } },
+          { runId: closed.runId, signalId: 'sig-2', name: 'go', payload: null },
+          { runId: 'missing', signalId: 'sig-3', name: 'go', payload: null },
+        ];
+        const res = await journal.commit(lease, commitOf(1, { events: [scheduled(kid, '0')], children: [kid], signals, leaseChildren: true }));
+        expect(res.lastSeq).toBe(2);
+        expect(await journal.inbox(kid.runId)).toEqual({ signals: [{ signalId: 'sig-1', name: 'go', payload: { x: 1 }, sentAt: clock.now() }], cancel: null });
+        expect((await journal.inbox(closed.runId)).signals).toEqual([]);
+        // the same signal id again (a re-run of the activation): still one
+        clock.advance(5);
+        await journal.commit(lease, commitOf(2, { signals: [signals[0]!, { ...signals[0]!, signalId: 'sig-4', payload: 4 }] }));
+        expect((await journal.inbox(kid.runId)).signals.map((x) => [x.signalId, x.payload])).toEqual([
+          ['sig-1', { x: 1 }],
+          ['sig-4', 4],
+        ]);
+        expect(await journal.getRun('missing')).toBeUndefined();
+      });
+    });
+
+    describe('cancel', () => {
+      it('a graceful cancel records the request, makes the run due now and voids its lease; the first request wins', async () => {
+        const { parent, lease: pLease, seq } = await withChildren('p', [childRun('p', 'r')]);
+        await suspend(pLease, seq, { onClose: ['run-p-r'] });
+        const lease = await mustAcquire('run-p-r', 'wr');
+        await journal.commit(lease, commitOf(1, { wait: waitOn({ timerAt: clock.now() + 60_000 }) }));
+        const { seen, off } = watch();
+        try {
+          clock.advance(10);
+          const res = await journal.cancel('run-p-r', cancelOpts({ reason: 'user asked', graceMs: 5000 }));
+          expect(res).toEqual({ runId: 'run-p-r', status: 'cancelling', closed: [], truncated: [] });
+          const request = { reason: 'user asked', deadline: clock.now() + 5000, requestedAt: clock.now() };
+          expect(await journal.getRun('run-p-r')).toMatchObject({ status: 'running', leaseOwner: null, nextWakeupAt: clock.now(), cancelRequest: request, closedAt: null });
+          expect(await journal.inbox('run-p-r')).toEqual({ signals: [], cancel: request });
+          await eventually(() => expect(seen.wake).toContain('run-p-r'));
+          expect(seen.stop).toEqual([]);
+          // the parent is not woken: its child has not closed
+          expect(await isDue(parent.runId)).toBe(false);
+          // an activation computed before the request cannot commit (it might start a child that escapes the cascade)
+          await expect(journal.commit(lease, commitOf(1, { children: [childRun('r', 'late')] }))).rejects.toBeInstanceOf(LeaseLostError);
+          expect(await journal.getRun('run-r-late')).toBeUndefined();
+
+          clock.advance(10);
+          expect((await journal.cancel('run-p-r', cancelOpts({ reason: 'again', graceMs: 1 }))).status).toBe('cancelling');
+          expect((await journal.getRun('run-p-r'))!.cancelRequest).toEqual(request);
+
+          // whoever takes the run next journals the request; until then, the request keeps the run due
+          expect(await isDue('run-p-r')).toBe(true);
+          const next = (await journal.getRun('run-p-r'))!;
+          const taker = await mustAcquire('run-p-r', 'w2');
+          await suspend(taker, next.lastSeq, {});
+          expect(await isDue('run-p-r')).toBe(true);
+          const again = await mustAcquire('run-p-r', 'w2');
+          const taken: NewEvent = { type: 'CancelRequested', payload: { reason: request.reason, deadline: request.deadline, closedAt: request.requestedAt } };
+          await suspendWith(again, next.lastSeq, [taken], {});
+          expect((await journal.getRun('run-p-r'))!.nextWakeupAt).toBeNull();
+          expect((await journal.inbox('run-p-r')).cancel).toEqual(request);
+          // a later close clears the request
+          await closeRun('run-p-r', 'cancelled', { error: { name: 'CancelledError', message: 'user asked' } });
+          expect((await journal.getRun('run-p-r'))!.cancelRequest).toBeNull();
+        } finally {
+          off();
+        }
+      });
+
+      it('a cancel with no grace period closes the run at once: lease cleared, a stale writer gets LeaseLostError, the parent is woken', async () => {
+        const { parent, lease: pLease, seq } = await withChildren('p', [childRun('p', 'r')]);
+        await suspend(pLease, seq, { onClose: ['run-p-r'] });
+        const lease = await mustAcquire('run-p-r', 'wr');
+        const { seen, off } = watch();
+        try {
+          clock.advance(7);
+          const res = await journal.cancel('run-p-r', cancelOpts({ reason: 'no more' }));
+          expect(res).toEqual({ runId: 'run-p-r', status: 'cancelled', closed: [], truncated: [] });
+          expect(await journal.getRun('run-p-r')).toMatchObject({
+            status: 'cancelled',
+            error: { name: 'CancelledError', message: 'no more' },
+            closedAt: clock.now(),
+            leaseOwner: null,
+            leaseExpiresAt: null,
+            nextWakeupAt: null,
+            cancelRequest: null,
+          });
+          await expect(journal.commit(lease, commitOf(1, { events: [sideEffect(1)] }))).rejects.toBeInstanceOf(LeaseLostError);
+          await expect(journal.renew(lease, 100)).rejects.toBeInstanceOf(LeaseLostError);
+          expect(await journal.readEvents('run-p-r')).toHaveLength(1);
+          expect(await journal.acquire('run-p-r', 'w2', 100)).toBeUndefined();
+          // awaiters are woken at once, and learn the outcome
+          expect((await journal.getRun(parent.runId))!.nextWakeupAt).toBe(clock.now());
+          expect(await journal.childOutcomes(parent.runId, ['run-p-r'])).toEqual([
+            { childRunId: 'run-p-r', currentRunId: 'run-p-r', callId: 'call-r', status: 'cancelled', result: null, error: { name: 'CancelledError', message: 'no more' }, closedAt: clock.now() },
+          ]);
+          await eventually(() => expect(seen.stop).toEqual(['run-p-r']));
+          await eventually(() => expect(seen.wake).toContain(parent.runId));
+
+          const err = await journal.cancel('run-p-r', cancelOpts()).catch((e: unknown) => e);
+          expect(err).toBeInstanceOf(RunClosedError);
+          expect(err).toMatchObject({ runId: 'run-p-r', status: 'cancelled' });
+          await expect(journal.cancel('nope', cancelOpts())).rejects.toBeInstanceOf(UnknownRunError);
+        } finally {
+          off();
+        }
+      });
+
+      it('terminate closes the run as terminated; a graceful cancel of a blocked run closes it too', async () => {
+        await start('t');
+        const lease = await mustAcquire('run-t');
+        const res = await journal.cancel('run-t', cancelOpts({ mode: 'terminate', reason: 'operator', graceMs: 5000 }));
+        expect(res.status).toBe('terminated');
+        expect(await journal.getRun('run-t')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError', message: 'operator' }, leaseOwner: null });
+        await expect(journal.commit(lease, commitOf(1))).rejects.toBeInstanceOf(LeaseLostError);
+        await expect(journal.cancel('run-t', cancelOpts({ mode: 'terminate' }))).rejects.toBeInstanceOf(RunClosedError);
+
+        await start('b');
+        await journal.commit(await mustAcquire('run-b'), commitOf(1, { block: boom }));
+        expect((await journal.cancel('run-b', cancelOpts({ graceMs: 5000 }))).status).toBe('cancelled');
+        expect(await statusOf('run-b')).toBe('cancelled');
+      });
+
+      it('the cascade closes exactly the open descendants reachable through non-abandoned links, generation by generation', async () => {
+        // p ── r ─┬─ a ─┬─ a1          x ── x1   (another tree)
+        //   └ s   │     └─ a2 (abandon)
+        //         ├─ b (terminate) ── b1
+        //         ├─ c (abandon) ── c1
+        //         └─ d (completed)
+        const { parent: p, lease: pLease, seq } = await withChildren('p', [childRun('p', 'r'), childRun('p', 's')]);
+        await suspend(pLease, seq, { onClose: ['run-p-r'] });
+        await spawn('run-p-r', [childRun('r', 'a'), childRun('r', 'b', { parentClosePolicy: 'terminate' }), childRun('r', 'c', { parentClosePolicy: 'abandon' }), childRun('r', 'd')]);
+        await spawn('run-r-a', [childRun('a', '1'), childRun('a', '2', { parentClosePolicy: 'abandon' })]);
+        await spawn('run-r-b', [childRun('b', '1')]);
+        await spawn('run-r-c', [childRun('c', '1')]);
+        await closeRun('run-r-d', 'completed', { result: 'd' });
+        const { parent: x } = await withChildren('x', [childRun('x', '1')]);
+        const aLease = await mustAcquire('run-r-a', 'wa');
+        const before = Object.fromEntries(await Promise.all(['run-r-d', 'run-p-s', 'run-x', 'run-x-1', 'run-r-c', 'run-c-1', 'run-a-2'].map(async (id) => [id, await journal.getRun(id)])));
+        const { seen, off } = watch();
+        try {
+          clock.advance(9);
+          const res = await journal.cancel('run-p-r', cancelOpts({ reason: 'stop' }));
+          expect(res.status).toBe('cancelled');
+          expect(res.truncated).toEqual([]);
+          // generation by generation: the children first, then the grandchildren
+          expect(res.closed.slice(0, 2).sort()).toEqual(['run-r-a', 'run-r-b']);
+          expect(res.closed.slice(2).sort()).toEqual(['run-a-1', 'run-b-1']);
+
+          expect(await journal.getRun('run-r-a')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_cancelled' }, closedAt: clock.now(), leaseOwner: null });
+          expect(await journal.getRun('run-r-b')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError', message: 'parent_cancelled' } });
+          expect(await journal.getRun('run-a-1')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_cancelled' } });
+          expect(await statusOf('run-b-1')).toBe('cancelled');
+          // untouched: completed, abandoned (and below them), and everything outside the subtree
+          for (const [id, run] of Object.entries(before)) expect({ id, run: await journal.getRun(id) }).toEqual({ id, run });
+          expect(x.status).toBe('running');
+          // the lease holder of a cascaded run can append nothing more
+          await expect(journal.commit(aLease, commitOf((await journal.getRun('run-r-a'))!.lastSeq, { events: [sideEffect(1)] }))).rejects.toBeInstanceOf(LeaseLostError);
+
+          // ParentClosePolicyApplied on the closed parents only, for each child open when it was applied
+          expect(await policyNotes('run-p-r')).toEqual([
+            { childRunId: 'run-r-a', callId: 'call-a', policy: 'cancel' },
+            { childRunId: 'run-r-b', callId: 'call-b', policy: 'terminate' },
+            { childRunId: 'run-r-c', callId: 'call-c', policy: 'abandon' },
+          ]);
+          expect(await policyNotes('run-r-a')).toEqual([
+            { childRunId: 'run-a-1', callId: 'call-1', policy: 'cancel' },
+            { childRunId: 'run-a-2', callId: 'call-2', policy: 'abandon' },
+          ]);
+          expect(await policyNotes('run-r-b')).toEqual([{ childRunId: 'run-b-1', callId: 'call-1', policy: 'cancel' }]);
+          expect(await policyNotes('run-r-c')).toEqual([]);
+          expect(await policyNotes(p.runId)).toEqual([]);
+          // appended after the run's own events, gap-free, at the cascade's time
+          const rEvents = await journal.readEvents('run-p-r');
+          expect(rEvents.map((e) => e.seq)).toEqual(rEvents.map((_, i) => i + 1));
+          expect(rEvents.slice(-3).every((e) => e.type === 'ParentClosePolicyApplied' && e.recordedAt === clock.now())).toBe(true);
+          expect((await journal.getRun('run-p-r'))!.lastSeq).toBe(rEvents.length);
+
+          // the cancelled run's parent is woken; every closed run is announced as stopped
+          expect(await isDue(p.runId)).toBe(true);
+          await eventually(() => expect([...seen.stop].sort()).toEqual(['run-a-1', 'run-b-1', 'run-p-r', 'run-r-a', 'run-r-b']));
+          await eventually(() => expect(seen.wake).toContain(p.runId));
+        } finally {
+          off();
+        }
+      });
+
+      it('terminate cascades with parent_terminated', async () => {
+        await withChildren('r', [childRun('r', 'a'), childRun('r', 'b', { parentClosePolicy: 'terminate' })]);
+        await spawn('run-r-a', [childRun('a', '1')]);
+        const res = await journal.cancel('run-r', cancelOpts({ mode: 'terminate', reason: 'operator' }));
+        expect(res.status).toBe('terminated');
+        expect(res.closed.sort()).toEqual(['run-a-1', 'run-r-a', 'run-r-b']);
+        expect(await journal.getRun('run-r-a')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_terminated' } });
+        expect(await journal.getRun('run-r-b')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError', message: 'parent_terminated' } });
+        expect(await journal.getRun('run-a-1')).toMatchObject({ status: 'cancelled', error: { message: 'parent_terminated' } });
+      });
+
+      it('descendants deeper than maxChildDepth are left alone and reported as truncated (abandoned ones are not)', async () => {
+        // t (0) ── k1 (1) ── k2 (2) ─┬─ k3 (3) ── k4 (4)
+        //                            └─ k3a (3, abandon)
+        await withChildren('t', [childRun('t', 'k1')]);
+        await spawn('run-t-k1', [childRun('k1', 'k2')]);
+        await spawn('run-k1-k2', [childRun('k2', 'k3'), childRun('k2', 'k3a', { parentClosePolicy: 'abandon' })]);
+        await spawn('run-k2-k3', [childRun('k3', 'k4')]);
+        const res = await journal.cancel('run-t', cancelOpts({ maxChildDepth: 2 }));
+        expect(res).toEqual({ runId: 'run-t', status: 'cancelled', closed: ['run-t-k1', 'run-k1-k2'], truncated: ['run-k2-k3'] });
+        expect(await statusOf('run-k2-k3')).toBe('running');
+        expect(await statusOf('run-k3-k4')).toBe('running');
+        expect(await statusOf('run-k2-k3a')).toBe('running');
+        expect(await policyNotes('run-k1-k2')).toEqual([{ childRunId: 'run-k2-k3a', callId: 'call-k3a', policy: 'abandon' }]);
+      });
+
+      it('a graceful cancel closes the descendants at once; the run itself stays open and gets no ParentClosePolicyApplied', async () => {
+        await withChildren('g', [childRun('g', 'a'), childRun('g', 'b', { parentClosePolicy: 'abandon' })]);
+        await spawn('run-g-a', [childRun('a', '1')]);
+        const { seen, off } = watch();
+        try {
+          const res = await journal.cancel('run-g', cancelOpts({ graceMs: 1000 }));
+          expect(res.status).toBe('cancelling');
+          expect(res.closed).toEqual(['run-g-a', 'run-a-1']);
+          expect(await statusOf('run-g')).toBe('running');
+          expect(await statusOf('run-g-b')).toBe('running');
+          expect(await policyNotes('run-g')).toEqual([]);
+          expect(await policyNotes('run-g-a')).toEqual([{ childRunId: 'run-a-1', callId: 'call-1', policy: 'cancel' }]);
+          await eventually(() => expect([...seen.stop].sort()).toEqual(['run-a-1', 'run-g-a']));
+          await eventually(() => expect(seen.wake).toContain('run-g'));
+          expect(seen.stop).not.toContain('run-g');
+        } finally {
+          off();
+        }
+      });
+    });
+
+    describe('parent-close policy on close', () => {
+      it('closing a run closes its open children per policy and journals ParentClosePolicyApplied after its own events', async () => {
+        const kids = [childRun('r', 'c'), childRun('r', 't', { parentClosePolicy: 'terminate' }), childRun('r', 'a', { parentClosePolicy: 'abandon' }), childRun('r', 'd')];
+        const { parent, lease, seq } = await withChildren('r', kids);
+        await spawn('run-r-c', [childRun('c', 'g')]);
+        await closeRun('run-r-d', 'completed');
+        const { seen, off } = watch();
+        try {
+          clock.advance(3);
+          const res = await journal.commit(lease, commitOf(seq, { events: [{ type: 'RunCompleted', payload: { result: 'done' } }], close: { status: 'completed', result: 'done' } }));
+          expect(res.lastSeq).toBe(seq + 1);
+          expect(await journal.getRun('run-r-c')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_cancelled' }, closedAt: clock.now() });
+          expect(await journal.getRun('run-r-t')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError' } });
+          expect(await statusOf('run-r-a')).toBe('running');
+          expect(await statusOf('run-r-d')).toBe('completed');
+          expect(await statusOf('run-c-g')).toBe('cancelled');
+          const events = await journal.readEvents(parent.runId);
+          expect(events.slice(seq).map((e) => e.type)).toEqual(['RunCompleted', 'ParentClosePolicyApplied', 'ParentClosePolicyApplied', 'ParentClosePolicyApplied']);
+          expect(await policyNotes(parent.runId)).toEqual([
+            { childRunId: 'run-r-a', callId: 'call-a', policy: 'abandon' },
+            { childRunId: 'run-r-c', callId: 'call-c', policy: 'cancel' },
+            { childRunId: 'run-r-t', callId: 'call-t', policy: 'terminate' },
+          ]);
+          expect((await journal.getRun(parent.runId))!).toMatchObject({ status: 'completed', result: 'done', lastSeq: events.length });
+          expect(await policyNotes('run-r-c')).toEqual([{ childRunId: 'run-c-g', callId: 'call-g', policy: 'cancel' }]);
+          await eventually(() => expect([...seen.stop].sort()).toEqual(['run-c-g', 'run-r-c', 'run-r-t']));
+        } finally {
+          off();
+        }
+      });
+
+      it('a close applies the policies down to the commit maxChildDepth only', async () => {
+        const { lease, seq } = await withChildren('r', [childRun('r', 'c')]);
+        await spawn('run-r-c', [childRun('c', 'g')]);
+        await journal.commit(lease, commitOf(seq, { close: { status: 'failed', error: boom }, maxChildDepth: 1 }));
+        expect(await statusOf('run-r-c')).toBe('cancelled');
+        expect(await statusOf('run-c-g')).toBe('running');
+      });
+
+      it('a cancelled close (the code finished after CancelledError) also applies the policies', async () => {
+        const { lease, seq } = await withChildren('r', [childRun('r', 'c')]);
+        const error = { name: 'CancelledError', message: 'stop' };
+        await journal.commit(lease, commitOf(seq, { events: [{ type: 'RunCancelled', payload: { reason: 'stop', forced: false } }], close: { status: 'cancelled', error } }));
+        expect(await journal.getRun('run-r')).toMatchObject({ status: 'cancelled', error, cancelRequest: null });
+        expect(await statusOf('run-r-c')).toBe('cancelled');
+      });
+
+      it('closeChildren closes the children a run stopped waiting for, per the policy given, with their descendants', async () => {
+        const kids = [childRun('r', 'c'), childRun('r', 't'), childRun('r', 'a'), childRun('r', 'k')];
+        const { parent, lease, seq } = await withChildren('r', kids);
+        await spawn('run-r-c', [childRun('c', 'g')]);
+        const { seen, off } = watch();
+        try {
+          const closeChildren = [
+            { runId: 'run-r-c', policy: 'cancel' as const },
+            { runId: 'run-r-t', policy: 'terminate' as const },
+            { runId: 'run-r-a', policy: 'abandon' as const },
+            { runId: 'run-x', policy: 'cancel' as const }, // not a child: ignored
+          ];
+          await start('x');
+          await journal.commit(lease, commitOf(seq, { closeChildren, wait: waitOn({ onClose: ['run-r-k'] }) }));
+          const timeout = { name: 'ChildTimeoutError', message: 'the parent stopped waiting (timeout)' };
+          expect(await journal.getRun('run-r-c')).toMatchObject({ status: 'cancelled', error: timeout });
+          expect(await journal.getRun('run-r-t')).toMatchObject({ status: 'terminated', error: timeout });
+          expect(await statusOf('run-r-a')).toBe('running');
+          expect(await statusOf('run-r-k')).toBe('running');
+          expect(await statusOf('run-x')).toBe('running');
+          expect(await statusOf('run-c-g')).toBe('cancelled');
+          // the parent is open: its journal is its own (it journals the outcomes itself)
+          expect(await policyNotes(parent.runId)).toEqual([]);
+          expect(await policyNotes('run-r-c')).toEqual([{ childRunId: 'run-c-g', callId: 'call-g', policy: 'cancel' }]);
+          expect((await journal.getRun(parent.runId))!).toMatchObject({ status: 'running', leaseOwner: 'w1', lastSeq: seq });
+          await eventually(() => expect([...seen.stop].sort()).toEqual(['run-c-g', 'run-r-c', 'run-r-t']));
+        } finally {
+          off();
+        }
+      });
+    });
+
+    describe('continue-as-new', () => {
+      const continueAs = async (runId: string, nextRunId: string, input: unknown, lease?: Lease) => {
+        const run = (await journal.getRun(runId))!;
+        const l = lease ?? (await mustAcquire(runId, 'cont'));
+        const next: NewRun = { runId: nextRunId, workflowId: run.workflowId, workflow: run.workflow, input, queue: run.queue, depth: run.depth };
+        return journal.commit(
+          l,
+          commitOf(run.lastSeq, { events: [{ type: 'RunContinued', payload: { input, nextRunId } }], close: { status: 'continued', next } }),
+        );
+      };
+
+      it('closes the run as continued and starts the next run of the same workflow id, which takes over open children and the inbox', async () => {
+        const { parent, lease: pLease, seq } = await withChildren('p', [childRun('p', 'c', { parentClosePolicy: 'terminate' })]);
+        await suspend(pLease, seq, { onClose: ['run-p-c'] });
+        await spawn('run-p-c', [childRun('c', 'open'), childRun('c', 'done')]);
+        await closeRun('run-c-done', 'completed');
+        await journal.signal('run-p-c', { name: 'go', payload: 1, signalId: 's1' });
+        await journal.signal('run-p-c', { name: 'go', payload: 2, signalId: 's2' });
+        const lease = await mustAcquire('run-p-c');
+        const head = (await journal.getRun('run-p-c'))!.lastSeq;
+        const received: NewEvent = { type: 'SignalReceived', payload: { signalId: 's1', name: 'go', payload: 1, closedAt: clock.now() } };
+        await journal.commit(lease, commitOf(head, { events: [received], wait: waitOn({ busy: true }) }));
+        await journal.signal('run-p-c', { name: 'go', payload: 3, signalId: 's3' });
+        const { seen, off } = watch();
+        try {
+          clock.advance(4);
+          await continueAs('run-p-c', 'run-p-c2', { n: 2 }, lease);
+          const prev = (await journal.getRun('run-p-c'))!;
+          expect(prev).toMatchObject({ status: 'continued', continuedTo: 'run-p-c2', closedAt: clock.now(), leaseOwner: null, nextWakeupAt: null });
+          const next = (await journal.getRun('run-p-c2'))!;
+          expect(next).toMatchObject({
+            runId: 'run-p-c2',
+            workflowId: 'wf-p/c',
+            workflow: 'kid',
+            status: 'running',
+            input: { n: 2 },
+            parentRunId: parent.runId,
+            callId: 'call-c',
+            rootRunId: parent.runId,
+            depth: 1,
+            parentClosePolicy: 'terminate',
+            continuedFrom: 'run-p-c',
+            continuedTo: null,
+            nextWakeupAt: clock.now(),
+            createdAt: clock.now(),
+            leaseOwner: null,
+            lastSeq: 1,
+            cancelRequest: null,
+          });
+          expect(await journal.readEvents('run-p-c2')).toEqual([
+            {
+              seq: 1,
+              recordedAt: clock.now(),
+              type: 'RunStarted',
+              payload: { workflow: 'kid', workflowId: 'wf-p/c', input: { n: 2 }, depth: 1, parentRunId: parent.runId, callId: 'call-c' },
+            },
+          ]);
+          // no parent-close policy on continue: the open child moved, the closed one stays
+          expect(await statusOf('run-c-open')).toBe('running');
+          expect((await journal.listChildren('run-p-c2')).map((r) => r.runId)).toEqual(['run-c-open']);
+          expect((await journal.listChildren('run-p-c')).map((r) => r.runId)).toEqual(['run-c-done']);
+          expect(await policyNotes('run-p-c')).toEqual([]);
+          // undelivered signals moved, in order; their ids stay known; the old run takes no more signals
+          expect((await journal.inbox('run-p-c2')).signals.map((x) => x.signalId)).toEqual(['s2', 's3']);
+          expect((await journal.inbox('run-p-c')).signals).toEqual([]);
+          await journal.signal('run-p-c2', { name: 'go', payload: 'again', signalId: 's2' });
+          expect((await journal.inbox('run-p-c2')).signals.map((x) => x.signalId)).toEqual(['s2', 's3']);
+          await expect(journal.signal('run-p-c', { name: 'go' })).rejects.toBeInstanceOf(RunClosedError);
+          // the workflow id now names the newest run
+          expect((await journal.getRunByWorkflowId('wf-p/c'))!.runId).toBe('run-p-c2');
+          // the new run is announced; the parent is not woken by the continue
+          await eventually(() => expect(seen.wake).toContain('run-p-c2'));
+          expect(await isDue(parent.runId)).toBe(false);
+          // the parent sees the move (to journal ChildStarted), not an outcome
+          expect(await journal.childOutcomes(parent.runId, ['run-p-c'])).toEqual([
+            { childRunId: 'run-p-c', currentRunId: 'run-p-c2', callId: 'call-c', status: 'running', result: null, error: null, closedAt: 0 },
+          ]);
+          expect(await journal.childOutcomes(parent.runId, ['run-p-c2'])).toEqual([]);
+        } finally {
+          off();
+        }
+
+        // the parent's wait was rewritten: the successor's close wakes it, and the chain's outcome is the successor's
+        clock.advance(6);
+        expect((await closeRun('run-p-c2', 'completed', { result: 'done' })).wokeParent).toBe(parent.runId);
+        expect(await isDue(parent.runId)).toBe(true);
+        const outcome = { currentRunId: 'run-p-c2', callId: 'call-c', status: 'completed', result: 'done', error: null, closedAt: clock.now() };
+        expect(await journal.childOutcomes(parent.runId, ['run-p-c', 'run-p-c2'])).toEqual([
+          { childRunId: 'run-p-c', ...outcome },
+          { childRunId: 'run-p-c2', ...outcome },
+        ]);
+        // the successor's close applied the policies to the moved child
+        expect(await statusOf('run-c-open')).toBe('cancelled');
+        expect(await policyNotes('run-p-c2')).toEqual([{ childRunId: 'run-c-open', callId: 'call-open', policy: 'cancel' }]);
+      });
+
+      it('childOutcomes follows a chain of several continues to its newest run; a cancel of the newest run cascades to moved children', async () => {
+        const { parent, lease: pLease, seq } = await withChildren('p', [childRun('p', 'c')]);
+        await suspend(pLease, seq, { onAllClosed: ['run-p-c'], onFailure: ['run-p-c'] });
+        await spawn('run-p-c', [childRun('c', 'k')]);
+        await continueAs('run-p-c', 'run-c2', 2);
+        await continueAs('run-c2', 'run-c3', 3);
+        expect((await journal.getRun('run-c-k'))!.parentRunId).toBe('run-c3');
+        expect((await journal.getRunByWorkflowId('wf-p/c'))!.runId).toBe('run-c3');
+        expect(await journal.getRun('run-c3')).toMatchObject({ continuedFrom: 'run-c2', parentRunId: parent.runId, callId: 'call-c', depth: 1 });
+        expect((await journal.childOutcomes(parent.runId, ['run-p-c']))[0]).toMatchObject({ currentRunId: 'run-c3', status: 'running' });
+
+        const res = await journal.cancel('run-c3', cancelOpts({ reason: 'enough' }));
+        expect(res.closed).toEqual(['run-c-k']);
+        expect(await isDue(parent.runId)).toBe(true);
+        expect(await journal.childOutcomes(parent.runId, ['run-p-c'])).toEqual([
+          { childRunId: 'run-p-c', currentRunId: 'run-c3', callId: 'call-c', status: 'cancelled', result: null, error: { name: 'CancelledError', message: 'enough' }, closedAt: clock.now() },
+        ]);
+      });
+
+      it('a root chain keeps its workflow id: starting it again returns the newest run', async () => {
+        const first = await start('a');
+        await continueAs(first.runId, 'run-a2', { n: 2 });
+        const again = await journal.startRun(rootRun('a', { runId: 'run-a-other' }));
+        expect(again.created).toBe(false);
+        expect(again.run.runId).toBe('run-a2');
+        expect(await journal.getRun('run-a-other')).toBeUndefined();
+        expect((await journal.getRun('run-a2'))!).toMatchObject({ parentRunId: null, callId: null, rootRunId: 'run-a', depth: 0, continuedFrom: 'run-a' });
+        // a child may not take the chain's workflow id either
+        const p = await start('p');
+        const clash = childRun('p', 'x', { workflowId: 'wf-a' });
+        await expect(journal.commit(await mustAcquire(p.runId), commitOf(1, { children: [clash] }))).rejects.toBeInstanceOf(DuplicateWorkflowIdError);
       });
     });
 

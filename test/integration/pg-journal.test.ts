@@ -4,6 +4,7 @@ import { NO_WAIT, type Commit, type NewRun } from '../../src/journal/journal.js'
 import { ManualClock } from '../../src/journal/memory.js';
 import { MIGRATIONS, PgJournal, createPgJournal } from '../../src/journal/postgres/index.js';
 import { notifyChunks } from '../../src/journal/postgres/sql.js';
+import { LeaseLostError, RunClosedError } from '../../src/runtime/errors.js';
 import type { NewEvent } from '../../src/runtime/events.js';
 import { describeJournalContract, eventually } from '../journal-contract.js';
 import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
@@ -182,12 +183,14 @@ describe('PgJournal on PostgreSQL', () => {
     journal.onWake((ids) => seen.push(...ids));
     await eventually(() => expect(listening(journal)).toBe(true));
 
-    const killed = await journal.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${schema}_wake"`]);
+    // the listener LISTENs on the wake and stop channels in one query
+    const listenQuery = `LISTEN "${schema}_wake"; LISTEN "${schema}_stop"`;
+    const killed = await journal.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [listenQuery]);
     expect(killed.rowCount).toBe(1);
     await eventually(() => expect(listening(journal)).toBe(false), 2000);
     // reconnected: a new backend is listening again (backoff starts at 100 ms)
     await eventuallyAsync(async () => {
-      const r = await journal.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1`, [`LISTEN "${schema}_wake"`]);
+      const r = await journal.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1`, [listenQuery]);
       expect(r.rows[0].n).toBe(1);
     });
 
@@ -216,6 +219,172 @@ describe('PgJournal on PostgreSQL', () => {
       const after = (await a.getRun(parent.runId))!;
       expect({ round, due: after.nextWakeupAt !== null && after.nextWakeupAt <= clock.now(), woke: closed.wokeParent }).toMatchObject({ round, due: true });
     }
+  });
+
+  it('a child started concurrently with a cascade cannot escape it (parent commit vs cancel, lock order parent before child)', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const a = open(schema, clock, 6);
+    const b = open(schema, clock, 6);
+    await a.migrate();
+    const modes = [
+      { target: 'root', mode: 'cancel', graceMs: 0 },
+      { target: 'root', mode: 'terminate', graceMs: 0 },
+      { target: 'root', mode: 'cancel', graceMs: 5000 },
+      { target: 'mid', mode: 'cancel', graceMs: 0 },
+      { target: 'mid', mode: 'cancel', graceMs: 5000 },
+    ] as const;
+    const outcomes = { committed: 0, lost: 0 };
+    for (let round = 0; round < 40; round++) {
+      const m = modes[round % modes.length]!;
+      // root ── mid (leased by its worker, about to start three children)
+      const root = `r${round}`;
+      const mid = `${root}-mid`;
+      await a.startRun(runOf(root));
+      const rootLease = (await a.acquire(root, 'rw', 60_000))!;
+      await a.commit(rootLease, commitOf(1, { children: [runOf(mid, { callId: 'c' })], wait: { ...NO_WAIT, onClose: [mid] }, release: true }));
+      const lease = (await a.acquire(mid, 'mw', 60_000))!;
+      const kids = [0, 1, 2].map((i) => runOf(`${mid}-${i}`, { callId: `k${i}` }));
+      const [commit, cancel] = await Promise.allSettled([
+        a.commit(lease, commitOf(1, { children: kids, wait: { ...NO_WAIT, onAllClosed: kids.map((k) => k.runId) } })),
+        b.cancel(m.target === 'root' ? root : mid, { reason: 'race', mode: m.mode, graceMs: m.graceMs, maxChildDepth: 10 }),
+      ]);
+      expect(cancel.status).toBe('fulfilled');
+      const created = await a.listChildren(mid);
+      if (commit.status === 'fulfilled') {
+        outcomes.committed++;
+        expect(created.map((r) => r.runId).sort()).toEqual(kids.map((k) => k.runId));
+        // every child the commit created was reached by the cascade
+        expect({ round, m, statuses: created.map((r) => r.status) }).toEqual({ round, m, statuses: ['cancelled', 'cancelled', 'cancelled'] });
+      } else {
+        outcomes.lost++;
+        expect(commit.reason).toBeInstanceOf(LeaseLostError);
+        expect(created).toEqual([]);
+      }
+    }
+    console.info(`cascade race: ${outcomes.committed} commits went first, ${outcomes.lost} lost their lease to the cancel`);
+  });
+
+  it('overlapping cancels and a closing child never deadlock (every transaction locks parent before child)', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const a = open(schema, clock, 6);
+    const b = open(schema, clock, 6);
+    const c = open(schema, clock, 6);
+    await a.migrate();
+    for (let round = 0; round < 20; round++) {
+      const root = `o${round}`;
+      const tree = await buildTree(a, root, 2, 3);
+      const mid = tree[1]!;
+      const leaf = `${mid}.2`;
+      expect(tree).toContain(leaf);
+      const leafLease = (await a.acquire(leaf, 'lw', 60_000))!;
+      const results = await Promise.allSettled([
+        b.cancel(root, { reason: 'x', mode: 'cancel', graceMs: 0, maxChildDepth: 10 }),
+        c.cancel(mid, { reason: 'y', mode: 'terminate', graceMs: 0, maxChildDepth: 10 }),
+        a.commit(leafLease, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } })),
+      ]);
+      // the root's cancel always succeeds; the other two may find their run closed by it (never a deadlock error)
+      expect(results[0].status).toBe('fulfilled');
+      if (results[1].status === 'rejected') expect(results[1].reason).toBeInstanceOf(RunClosedError);
+      if (results[2].status === 'rejected') expect(results[2].reason).toBeInstanceOf(LeaseLostError);
+      // nothing of the tree is left open
+      const open_ = (await Promise.all(tree.map((id) => a.getRun(id)))).filter((r) => r!.status === 'running');
+      expect(open_).toEqual([]);
+    }
+  });
+
+  it('a child closing while its parent continues as new (and moves it) commits cleanly either way', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const a = open(schema, clock, 6);
+    const b = open(schema, clock, 6);
+    await a.migrate();
+    const seen = { moved: 0, stayed: 0 };
+    for (let round = 0; round < 30; round++) {
+      const p = `cp${round}`;
+      const kid = `${p}-k`;
+      await a.startRun(runOf(p));
+      const pLease = (await a.acquire(p, 'pw', 60_000))!;
+      await a.commit(pLease, commitOf(1, { children: [runOf(kid, { callId: 'k' })], wait: { ...NO_WAIT, onClose: [kid] } }));
+      const kLease = (await b.acquire(kid, 'kw', 60_000))!;
+      const next: NewRun = { runId: `${p}-2`, workflowId: `wf-${p}`, workflow: 'w', input: 2, queue: 'q' };
+      const [cont, closed] = await Promise.all([
+        a.commit(pLease, commitOf(1, { events: [{ type: 'RunContinued', payload: { input: 2, nextRunId: next.runId } }], close: { status: 'continued', next } })),
+        // a little jitter, so that both orders happen
+        new Promise((r) => setTimeout(r, round % 3)).then(() =>
+          b.commit(kLease, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } })),
+        ),
+      ]);
+      expect(cont.lastSeq).toBe(2);
+      expect(closed.lastSeq).toBe(2);
+      const child = (await a.getRun(kid))!;
+      expect(child.status).toBe('completed');
+      if (child.parentRunId === next.runId) seen.moved++;
+      else {
+        expect(child.parentRunId).toBe(p);
+        seen.stayed++;
+      }
+      // whichever went first, the new run can read the outcome through the chain
+      expect((await a.childOutcomes(child.parentRunId!, [kid]))[0]).toMatchObject({ status: 'completed', result: 1 });
+    }
+    console.info(`continue vs child close: moved ${seen.moved}, stayed ${seen.stayed}`);
+  });
+
+  it('a cancel of a 364-run tree (3 children per run, depth 5) takes one statement per generation', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const journal = open(schema, clock);
+    await journal.migrate();
+    const report: string[] = [];
+    for (const [mode, graceMs] of [
+      ['cancel', 0],
+      ['cancel', 10_000],
+      ['terminate', 0],
+    ] as const) {
+      const root = `t-${mode}-${graceMs}`;
+      const tree = await buildTree(journal, root, 5, 3);
+      expect(tree).toHaveLength(364);
+      const stops: string[] = [];
+      const off = journal.onWake((ids, kind) => kind === 'stop' && stops.push(...ids));
+      await eventually(() => expect(listening(journal)).toBe(true));
+      const counted = await countStatements(() => journal.cancel(root, { reason: 'bench', mode, graceMs, maxChildDepth: 10 }));
+      const graceful = graceMs > 0;
+      expect(counted.result.closed).toHaveLength(363);
+      expect(counted.result.truncated).toEqual([]);
+      // BEGIN, lock, close/request, 5 generations + the empty 6th, notify, COMMIT
+      expect(counted.statements.length).toBeLessThanOrEqual(11);
+      const runs = await journal.pool.query(`SELECT status, count(*)::int AS n FROM "${schema}".runs WHERE root_run_id = $1 GROUP BY status ORDER BY status`, [root]);
+      const expected = graceful
+        ? [{ status: 'cancelled', n: 363 }, { status: 'running', n: 1 }]
+        : mode === 'terminate'
+          ? [{ status: 'cancelled', n: 363 }, { status: 'terminated', n: 1 }]
+          : [{ status: 'cancelled', n: 364 }];
+      expect(runs.rows).toEqual(expected);
+      // ParentClosePolicyApplied: one per closed child, on each closed parent (the 121 inner runs, minus an open root)
+      const notes = await journal.pool.query(
+        `SELECT count(*)::int AS n FROM "${schema}".events e JOIN "${schema}".runs r USING (run_id) WHERE r.root_run_id = $1 AND e.type = 'ParentClosePolicyApplied'`,
+        [root],
+      );
+      expect(notes.rows[0].n).toBe(graceful ? 360 : 363);
+      await eventually(() => expect(stops.length).toBe(graceful ? 363 : 364));
+      off();
+      report.push(`${mode}${graceful ? ' (graceful)' : ''}: ${counted.statements.length} statements, ${counted.ms} ms`);
+      if (mode === 'cancel' && !graceful) report.push(`  ${counted.statements.join('\n  ')}`);
+    }
+    // the same tree closed by its root's own final commit (parent-close policies)
+    const root = 't-close';
+    const tree = await buildTree(journal, root, 5, 3);
+    const lease = (await journal.acquire(root, 'w', 60_000))!;
+    const head = (await journal.getRun(root))!.lastSeq;
+    const counted = await countStatements(() =>
+      journal.commit(lease, commitOf(head, { events: [{ type: 'RunCompleted', payload: { result: null } }], close: { status: 'completed', result: null } })),
+    );
+    const open_ = await journal.pool.query(`SELECT count(*)::int AS n FROM "${schema}".runs WHERE root_run_id = $1 AND status = 'running'`, [root]);
+    expect(open_.rows[0].n).toBe(0);
+    expect(tree).toHaveLength(364);
+    report.push(`close of the root with 363 open descendants: ${counted.statements.length} statements, ${counted.ms} ms`);
+    console.info(`cancel of a 364-run tree:\n${report.join('\n')}`);
   });
 
   it('payload columns keep JSON text as written (json, not jsonb): key order and exotic keys survive', async () => {
@@ -252,6 +421,29 @@ describe('PgJournal on PostgreSQL', () => {
     const head = (await journal.getRun(runId))!.lastSeq;
     return journal.commit(lease, commitOf(head, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } }));
   }
+  /**
+   * A tree of open runs under a new root: `fanOut` children per run, `depth` levels below the root, made by one
+   * commit per parent. Returns every run id, root first, in breadth-first order.
+   */
+  async function buildTree(journal: PgJournal, root: string, depth: number, fanOut: number): Promise<string[]> {
+    await journal.startRun(runOf(root));
+    const all = [root];
+    let level = [root];
+    for (let d = 0; d < depth; d++) {
+      const next: string[] = [];
+      for (const parent of level) {
+        const lease = (await journal.acquire(parent, 'builder', 60_000))!;
+        const head = (await journal.getRun(parent))!.lastSeq;
+        const kids = Array.from({ length: fanOut }, (_, i) => runOf(`${parent}.${i}`, { callId: `c${i}` }));
+        await journal.commit(lease, commitOf(head, { children: kids, release: true }));
+        next.push(...kids.map((k) => k.runId));
+      }
+      all.push(...next);
+      level = next;
+    }
+    return all;
+  }
+
 });
 
 /** Whether the journal's LISTEN connection is up (a test-only peek at a private field). */

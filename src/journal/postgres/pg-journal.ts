@@ -1,22 +1,29 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { DuplicateWorkflowIdError, LeaseLostError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
+import type { ParentClosePolicy } from '../../runtime/commands.js';
+import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
 import { toJson } from '../../runtime/json.js';
-import type {
-  ChildOutcome,
-  ClaimOptions,
-  Clock,
-  Commit,
-  CommitResult,
-  Journal,
-  Lease,
-  NewRun,
-  RunRecord,
-  RunStatus,
-  WakeListener,
+import {
+  isOpen,
+  type CancelOptions,
+  type CancelResult,
+  type ChildOutcome,
+  type ClaimOptions,
+  type Clock,
+  type Commit,
+  type CommitResult,
+  type Inbox,
+  type Journal,
+  type Lease,
+  type NewRun,
+  type RunRecord,
+  type RunStatus,
+  type SignalInput,
+  type WakeListener,
 } from '../journal.js';
 import { migrate } from './migrations.js';
-import { Sql, type LockedRun, type Queryable, type RunInsert } from './sql.js';
+import { Sql, type LockedRun, type Queryable, type RunInsert, type SignalInsert } from './sql.js';
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -30,15 +37,35 @@ export interface PgJournalOptions {
   clock?: Clock;
   /** Pool size when the journal makes its own pool (default 10). */
   maxConnections?: number;
+  /**
+   * When the journal makes its own pool: the server ends a session of ours that sits idle inside a transaction for
+   * this long (PostgreSQL's idle_in_transaction_session_timeout). Default 5000 ms; 0 turns it off. See the constructor.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** A commit's payloads, validated and turned into JSON text before any connection is taken. */
 interface PreparedCommit {
   events: Array<{ type: string; json: string }>;
-  children: Array<Omit<RunInsert, 'depth' | 'startedJson'> & { depth: number | undefined; input: unknown }>;
-  close?: { status: NonNullable<Commit['close']>['status']; resultJson: string; errorJson: string | null };
+  children: Array<Omit<RunInsert, 'depth' | 'startedJson'> & { depth: number | undefined; input: unknown; deadline: number | undefined }>;
+  close?: {
+    status: NonNullable<Commit['close']>['status'];
+    resultJson: string;
+    errorJson: string | null;
+    next?: { run: NewRun; input: unknown; inputJson: string };
+  };
   blockJson?: string;
+  /** Signal ids journaled as SignalReceived in this commit: they leave the inbox. */
+  received: string[];
+  /** The commit journals CancelRequested: the request is taken. */
+  cancelJournaled: boolean;
+  signals: SignalInsert[];
+  closeChildren: Array<{ runId: string; policy: ParentClosePolicy }>;
+  maxChildDepth: number;
 }
+
+/** The error of a child closed because its parent stopped waiting for it (the child's timeout option). */
+const CHILD_TIMEOUT_ERROR: SerializedError = { name: 'ChildTimeoutError', message: 'the parent stopped waiting (timeout)' };
 
 /**
  * The journal in PostgreSQL, with the same contract as MemoryJournal (both pass test/journal-contract.ts).
@@ -48,6 +75,10 @@ interface PreparedCommit {
  * close also wakes the parent per its stored wait and notifies `<schema>_wake` (so `skein_wake` by default) inside the
  * transaction, so the notification goes out only if the close commits. Notifications are an optimization: a lost one
  * costs latency, the poll (claimDue) still finds the run.
+ *
+ * Lifecycle (cancel, terminate, parent-close policies) closes runs from outside: a cascade takes one statement per
+ * generation of descendants, parent before child, and the runs it closed are announced on `<schema>_stop` (onWake
+ * listeners get them with kind 'stop'). Signals wait in the `inbox` table until the run journals them.
  */
 export class PgJournal implements Journal {
   readonly clock: Clock;
@@ -75,7 +106,18 @@ export class PgJournal implements Journal {
       this.ownsPool = false;
     } else {
       if (!options.connectionString) throw new Error('PgJournal needs a pool or a connectionString');
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 10 });
+      // Every transaction of the journal is a handful of statements sent back to back; a session idle inside one means
+      // its process is frozen (SIGSTOP, a paused VM, a debugger) or cut off, and it would hold its row locks (a run, a
+      // closing child's parent) for as long as it stays so: claimDue skips locked rows, so nobody could take the run
+      // over, and the parent's own commits would wait. The server ends such a session after this timeout, which
+      // releases the locks and rolls the transaction back; the frozen writer, should it wake up, finds its connection
+      // gone (and its lease taken over: the fence refuses it anyway).
+      const idleMs = options.idleInTransactionTimeoutMs ?? 5000;
+      this.pool = new pg.Pool({
+        connectionString: options.connectionString,
+        max: options.maxConnections ?? 10,
+        ...(idleMs > 0 ? { idle_in_transaction_session_timeout: idleMs } : {}),
+      });
       this.ownsPool = true;
       // An idle client that loses its connection emits 'error' on the pool; without a handler that would crash the
       // process. The next query simply gets a fresh connection.
@@ -143,6 +185,8 @@ export class PgJournal implements Journal {
         callId: run.callId ?? null,
         queue: run.queue,
         depth,
+        parentClosePolicy: run.parentClosePolicy ?? 'cancel',
+        startAt: run.startAt ?? null,
         startedJson: startedPayload(run, input.value, depth),
         parentRunId: run.parentRunId ?? null,
         rootRunId: run.rootRunId ?? run.runId,
@@ -185,35 +229,139 @@ export class PgJournal implements Journal {
     await this.beforeWrite();
     return this.transaction(async (q) => {
       const now = this.now();
-      // Lock order parent before child: a close is the one write here that touches another run (the parent).
-      if (p.close) await this.sql.lockParentOf(q, lease.runId);
+      // Lock order parent before child: a close is the one write here that touches the run's parent.
+      const lockedParent = p.close ? await this.sql.lockParentOf(q, lease.runId) : null;
       const run = fence(await this.sql.lockRun(q, lease.runId), lease, c.afterSeq);
+      // The parent continued as new (moving this run to its successor) between the two statements: lock the new one
+      // too. Out of order, but only in that race; the run's parent cannot change again while the run is locked.
+      if (p.close && run.parentRunId && run.parentRunId !== lockedParent) await this.sql.lockRow(q, run.parentRunId);
+      const wake: string[] = [];
+      const stop: string[] = [];
 
       let seq = run.lastSeq;
       if (p.events.length) {
-        await this.sql.insertEvents(q, run.runId, seq, p.events, now);
+        await this.sql.insertEvents(q, run.runId, seq, p.events, now, p.received);
         seq += p.events.length;
+      }
+
+      // Children the run stopped waiting for (timeouts): closed per the policy given, then their descendants per theirs.
+      if (p.closeChildren.length) {
+        const closed = await this.sql.closeChildren(q, run.runId, p.closeChildren, JSON.stringify(CHILD_TIMEOUT_ERROR), now);
+        stop.push(...closed);
+        if (closed.length) await this.cascade(q, closed, p.maxChildDepth, 'parent_cancelled', now, { stop });
       }
 
       const { childLeases, announce } = p.children.length
         ? await this.createChildren(q, run, p, c.leaseChildren ? { owner: lease.owner, expiresAt: Math.max(now, lease.expiresAt) } : null, now)
         : { childLeases: [], announce: [] };
 
+      // After the children exist: a parent may signal a child it started in this same activation.
+      if (p.signals.length) wake.push(...(await this.sql.deliverSignals(q, p.signals, now)));
+
       let wokeParent: string | null = null;
       if (p.blockJson) {
-        await this.sql.blockRun(q, { runId: run.runId, lastSeq: seq, errorJson: p.blockJson });
+        await this.sql.blockRun(q, { runId: run.runId, lastSeq: seq, errorJson: p.blockJson, cancelJournaled: p.cancelJournaled });
       } else if (p.close) {
-        await this.sql.closeRun(q, { runId: run.runId, lastSeq: seq, status: p.close.status, resultJson: p.close.resultJson, errorJson: p.close.errorJson, now });
-        if (run.parentRunId) {
-          const failed = p.close.status !== 'completed';
-          if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: run.runId, failed, now })) wokeParent = run.parentRunId;
+        const next = p.close.next;
+        const { hasOpenChildren } = await this.sql.closeRun(q, {
+          runId: run.runId,
+          lastSeq: seq,
+          status: p.close.status,
+          resultJson: p.close.resultJson,
+          errorJson: p.close.errorJson,
+          now,
+          continuedTo: next?.run.runId ?? null,
+        });
+        if (next) {
+          // Continue-as-new: the instance goes on in the next run, which takes over the open children and the inbox.
+          const nextStarted = startedPayload({ ...next.run, parentRunId: run.parentRunId, callId: run.callId }, next.input, run.depth);
+          await this.sql.continueRun(
+            q,
+            run,
+            {
+              runId: next.run.runId,
+              workflowId: next.run.workflowId,
+              workflow: next.run.workflow,
+              inputJson: next.inputJson,
+              queue: next.run.queue,
+              startedJson: nextStarted,
+              startAt: next.run.startAt ?? null,
+            },
+            now,
+          );
+          wake.push(next.run.runId);
+        } else {
+          // The run closed: its open children follow their parent-close policies, in this same transaction.
+          if (hasOpenChildren) await this.cascade(q, [run.runId], p.maxChildDepth, 'parent_cancelled', now, { stop });
+          if (run.parentRunId) {
+            const failed = p.close.status !== 'completed';
+            if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: run.runId, failed, now })) wokeParent = run.parentRunId;
+          }
         }
       } else {
         const wait = { ...c.wait, timerAt: c.wait.timerAt === null ? null : Math.ceil(c.wait.timerAt) };
-        await this.sql.suspendRun(q, { runId: run.runId, lastSeq: seq, wait, release: !!c.release, now });
+        const pending = await this.sql.suspendRun(q, { runId: run.runId, lastSeq: seq, wait, release: !!c.release, now, cancelJournaled: p.cancelJournaled });
+        // A signal or cancel request that arrived while the run was busy: due now, and announced.
+        if (pending) wake.push(run.runId);
       }
-      await this.sql.notify(q, announce);
+      wake.push(...announce);
+      await this.sql.notify(q, wake, stop);
       return { lastSeq: seq, childLeases, wokeParent };
+    });
+  }
+
+  async signal(runId: string, signal: SignalInput): Promise<{ signalId: string }> {
+    if (typeof signal.name !== 'string' || !signal.name) throw new TypeError('signal name must be a non-empty string');
+    const payload = toJson(signal.payload ?? null, `payload of signal '${signal.name}'`);
+    const signalId = signal.signalId ?? randomUUID();
+    await this.beforeWrite();
+    const r = await this.sql.signal(this.pool, runId, { signalId, name: signal.name, payloadJson: payload.json }, this.now());
+    if (!r) throw new UnknownRunError(runId);
+    if (!isOpen(r.status)) throw new RunClosedError(runId, r.status);
+    return { signalId };
+  }
+
+  async inbox(runId: string): Promise<Inbox> {
+    const inbox = await this.sql.inbox(this.pool, runId);
+    if (!inbox) throw new UnknownRunError(runId);
+    return inbox;
+  }
+
+  async cancel(runId: string, o: CancelOptions): Promise<CancelResult> {
+    const reason = String(o.reason);
+    await this.beforeWrite();
+    return this.transaction(async (q) => {
+      const now = this.now();
+      const run = await this.sql.lockForCancel(q, runId);
+      if (!run) throw new UnknownRunError(runId);
+      if (!isOpen(run.status)) throw new RunClosedError(runId, run.status, o.mode);
+      // as in commit: a parent that moved (continue-as-new) between the read and the lock is locked now
+      if (run.parentRunId && !run.parentLocked) await this.sql.lockRow(q, run.parentRunId);
+      const wake: string[] = [];
+      const stop: string[] = [];
+      const closed: string[] = [];
+      const truncated: string[] = [];
+      let status: CancelResult['status'];
+      const graceful = o.mode === 'cancel' && o.graceMs > 0 && run.status === 'running';
+      if (graceful) {
+        // The run's code gets CancelledError at its current yield and may clean up until the deadline. Its lease is
+        // voided (as in the memory journal): an activation computed before the request cannot commit, so nothing it
+        // started escapes the cascade; whoever takes the run next journals the request first.
+        await this.sql.requestCancel(q, runId, { reason, deadline: now + Math.ceil(o.graceMs), now });
+        wake.push(runId);
+        status = 'cancelling';
+      } else {
+        status = o.mode === 'terminate' ? 'terminated' : 'cancelled';
+        const error: SerializedError = { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason };
+        await this.sql.closeFromOutside(q, runId, { status, errorJson: JSON.stringify(error), now });
+        stop.push(runId);
+        // awaiters of the cancelled run are woken at once (wakeParent notifies them itself)
+        if (run.parentRunId) await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: runId, failed: true, now });
+      }
+      // Descendants: one generation at a time, parent before child, bounded by maxChildDepth.
+      await this.cascade(q, [runId], o.maxChildDepth, o.mode === 'terminate' ? 'parent_terminated' : 'parent_cancelled', now, { stop, closed, truncated });
+      await this.sql.notify(q, wake, stop);
+      return { runId, status, closed, truncated };
     });
   }
 
@@ -233,6 +381,35 @@ export class PgJournal implements Journal {
    */
   private now(): number {
     return Math.floor(this.clock.now());
+  }
+
+  /**
+   * Applies parent-close policies below `roots` (runs this transaction has locked), generation by generation, parent
+   * before child: one statement per generation (see Sql.cascadeGeneration). Bounded like the memory journal: at most
+   * maxDepth + 1 generations, and a child deeper than maxDepth is left alone and reported in `truncated`.
+   */
+  private async cascade(
+    q: Queryable,
+    roots: string[],
+    maxDepth: number,
+    reason: string,
+    now: number,
+    out: { stop: string[]; closed?: string[]; truncated?: string[] },
+  ): Promise<void> {
+    let generation = roots;
+    for (let g = 0; generation.length && g <= maxDepth; g++) {
+      const rows = await this.sql.cascadeGeneration(q, generation, maxDepth, reason, now);
+      generation = [];
+      for (const r of rows) {
+        if (r.closed) {
+          generation.push(r.runId);
+          out.stop.push(r.runId);
+          out.closed?.push(r.runId);
+        } else if (r.truncated) {
+          out.truncated?.push(r.runId);
+        }
+      }
+    }
   }
 
   /**
@@ -277,6 +454,12 @@ export class PgJournal implements Journal {
   private async transaction<T>(fn: (q: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // The pool stops listening for a client's 'error' while it is checked out. A connection that dies between two
+    // statements of this transaction (the database restarts, the network drops) would then emit an unhandled 'error'
+    // and crash the process. Note it instead: the next statement fails, the transaction is abandoned (the server
+    // rolls it back) and the connection is destroyed rather than returned to the pool.
+    const onError = (err: Error) => (broken ??= err);
+    client.on('error', onError);
     try {
       await this.sql.begin(client);
       try {
@@ -289,6 +472,8 @@ export class PgJournal implements Journal {
         throw err;
       }
     } finally {
+      // a broken client keeps the listener: it is being destroyed and may still report errors
+      if (!broken) client.removeListener('error', onError);
       client.release(broken);
     }
   }
@@ -323,7 +508,9 @@ export class PgJournal implements Journal {
     client.on('error', onLost);
     client.on('end', onLost);
     client.on('notification', (msg) => {
-      if (msg.channel === this.sql.channel && msg.payload) this.dispatch(msg.payload.split(','));
+      if (!msg.payload) return;
+      if (msg.channel === this.sql.channel) this.dispatch(msg.payload.split(','), 'wake');
+      else if (msg.channel === this.sql.stopChannel) this.dispatch(msg.payload.split(','), 'stop');
     });
     try {
       await client.connect();
@@ -352,10 +539,10 @@ export class PgJournal implements Journal {
     this.reconnectTimer.unref();
   }
 
-  private dispatch(runIds: string[]): void {
+  private dispatch(runIds: string[], kind: 'wake' | 'stop'): void {
     for (const listener of [...this.listeners]) {
       try {
-        listener(runIds.slice());
+        listener(runIds.slice(), kind);
       } catch (err) {
         // a listener's bug must not break the LISTEN connection or the other listeners
         process.emitWarning(err instanceof Error ? err : new Error(String(err)), 'SkeinWakeListenerError');
@@ -375,7 +562,7 @@ function fence(run: LockedRun | undefined, lease: Lease, afterSeq: number): Lock
 
 /** The RunStarted payload, with the same keys in the same order as the memory journal writes. */
 function startedPayload(
-  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null },
+  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined },
   input: unknown,
   depth: number,
 ): string {
@@ -384,6 +571,7 @@ function startedPayload(
     workflowId: run.workflowId,
     input,
     depth,
+    ...(run.deadline !== undefined ? { deadline: run.deadline } : {}),
     ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
     ...(run.callId ? { callId: run.callId } : {}),
   });
@@ -411,16 +599,41 @@ function prepareCommit(c: Commit): PreparedCommit {
       callId: ch.callId ?? null,
       queue: ch.queue,
       depth: ch.depth,
+      parentClosePolicy: ch.parentClosePolicy ?? 'cancel',
+      startAt: ch.startAt ?? null,
+      deadline: ch.deadline,
     });
   }
-  const out: PreparedCommit = { events, children };
+  const received = c.events.flatMap((e) => (e.type === 'SignalReceived' ? [e.payload.signalId] : []));
+  const signals = (c.signals ?? []).map((sg) => ({
+    runId: sg.runId,
+    signalId: sg.signalId,
+    name: sg.name,
+    payloadJson: toJson(sg.payload ?? null, `payload of signal '${sg.name}'`).json,
+  }));
+  const closeChildren = [...new Map((c.closeChildren ?? []).map((cc) => [cc.runId, cc])).values()];
+  const out: PreparedCommit = {
+    events,
+    children,
+    received,
+    cancelJournaled: c.events.some((e) => e.type === 'CancelRequested'),
+    signals,
+    closeChildren,
+    maxChildDepth: c.maxChildDepth ?? 10,
+  };
+  // validated even when block wins, as the memory journal does: a bad payload fails the whole commit
+  const close = c.close && {
+    status: c.close.status,
+    resultJson: toJson(c.close.result ?? null, 'run result').json,
+    errorJson: c.close.error ? toJson(c.close.error as SerializedError, 'run error').json : null,
+    ...(c.close.next ? { next: prepareNext(c.close.next) } : {}),
+  };
   if (c.block) out.blockJson = toJson(c.block, 'block error').json;
-  else if (c.close) {
-    out.close = {
-      status: c.close.status,
-      resultJson: toJson(c.close.result ?? null, 'run result').json,
-      errorJson: c.close.error ? toJson(c.close.error as SerializedError, 'run error').json : null,
-    };
-  }
+  else if (close) out.close = close;
   return out;
+}
+
+function prepareNext(next: NewRun): { run: NewRun; input: unknown; inputJson: string } {
+  const input = toJson(next.input, 'continue-as-new input');
+  return { run: next, input: input.value, inputJson: input.json };
 }

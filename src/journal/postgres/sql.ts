@@ -1,5 +1,6 @@
 import type { QueryResult, QueryResultRow } from 'pg';
-import type { ChildOutcome, ClosedStatus, Lease, RunRecord, RunStatus, WaitSpec } from '../journal.js';
+import type { ParentClosePolicy } from '../../runtime/commands.js';
+import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStatus, type WaitSpec } from '../journal.js';
 import type { SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
 
@@ -36,6 +37,9 @@ export function assertSchemaName(schema: string): void {
 /** The LISTEN/NOTIFY channel of a schema's wake-ups: `skein_wake` for the default schema `skein`. */
 export const wakeChannel = (schema: string): string => `${schema}_wake`;
 
+/** The channel of runs closed from outside (cancel, terminate, parent-close policy): `skein_stop` by default. */
+export const stopChannel = (schema: string): string => `${schema}_stop`;
+
 /** Postgres caps a NOTIFY payload at 8000 bytes; ids are joined with ',' into chunks below this. */
 const NOTIFY_PAYLOAD_BYTES = 7900;
 
@@ -56,7 +60,17 @@ export function notifyChunks(runIds: string[]): string[] {
 }
 
 const RUN_COLUMNS = `run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
-  lease_owner, lease_expires_at, next_wakeup_at, created_at, closed_at, result, error, continued_from, continued_to, last_seq`;
+  lease_owner, lease_expires_at, next_wakeup_at, created_at, closed_at, result, error, continued_from, continued_to, last_seq,
+  parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at`;
+
+/** The open statuses, as SQL (OPEN_STATUSES in journal.ts). */
+const OPEN = `('running', 'blocked')`;
+
+/** What a run closed from outside loses: its wait, its lease, its cancel request. */
+const CLEARED = `next_wakeup_at = NULL,
+         wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
+         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+         cancel_reason = NULL, cancel_deadline = NULL, cancel_requested_at = NULL, cancel_journaled = false`;
 
 interface RunRow {
   run_id: string;
@@ -79,6 +93,10 @@ interface RunRow {
   continued_from: string | null;
   continued_to: string | null;
   last_seq: number;
+  parent_close_policy: ParentClosePolicy;
+  cancel_reason: string | null;
+  cancel_deadline: string | null;
+  cancel_requested_at: string | null;
 }
 
 interface LeaseRow {
@@ -113,6 +131,11 @@ function toRun(r: RunRow): RunRecord {
     continuedFrom: r.continued_from,
     continuedTo: r.continued_to,
     lastSeq: r.last_seq,
+    parentClosePolicy: r.parent_close_policy,
+    cancelRequest:
+      r.cancel_requested_at === null
+        ? null
+        : { reason: r.cancel_reason ?? '', deadline: Number(r.cancel_deadline), requestedAt: Number(r.cancel_requested_at) },
   };
 }
 
@@ -127,6 +150,8 @@ export interface LockedRun {
   depth: number;
   rootRunId: string;
   parentRunId: string | null;
+  callId: string | null;
+  parentClosePolicy: ParentClosePolicy;
 }
 
 /** A new run as the statements take it: payloads already turned into JSON text. */
@@ -138,19 +163,42 @@ export interface RunInsert {
   callId: string | null;
   queue: string;
   depth: number;
+  parentClosePolicy: ParentClosePolicy;
+  /** When it is first due (null: at once). */
+  startAt: number | null;
   /** The RunStarted payload, as JSON text. */
   startedJson: string;
+}
+
+/** One open child met by a cascade generation, and what became of it. */
+export interface CascadeRow {
+  runId: string;
+  parentRunId: string;
+  /** Closed by its parent-close policy (cancel/terminate), within the depth bound. */
+  closed: boolean;
+  /** Would have been closed, but it is deeper than the bound: left alone. */
+  truncated: boolean;
+}
+
+/** A signal as the statements take it: the payload already JSON text. */
+export interface SignalInsert {
+  runId: string;
+  signalId: string;
+  name: string;
+  payloadJson: string;
 }
 
 /** The statements of one schema. */
 export class Sql {
   private readonly s: string;
   readonly channel: string;
+  readonly stopChannel: string;
 
   constructor(readonly schema: string) {
     assertSchemaName(schema);
     this.s = `"${schema}"`;
     this.channel = wakeChannel(schema);
+    this.stopChannel = stopChannel(schema);
   }
 
   // ---- transactions and migrations ----
@@ -203,8 +251,14 @@ export class Sql {
     return r.rows[0] && toRun(r.rows[0]);
   }
 
+  /** The newest run of the workflow id (a continue-as-new chain shares it: the one not continued yet). */
   async runByWorkflowId(q: Queryable, workflowId: string): Promise<RunRecord | undefined> {
-    const r = await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE workflow_id = $1`, [workflowId]);
+    const r = await q.query<RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE workflow_id = $1
+       ORDER BY continued_to IS NULL DESC, created_at DESC, continued_from IS NULL
+       LIMIT 1`,
+      [workflowId],
+    );
     return r.rows[0] && toRun(r.rows[0]);
   }
 
@@ -232,21 +286,57 @@ export class Sql {
     return r.rows.map(toRun);
   }
 
-  /** Closed children of the parent among the ids. A `continued` run is not an outcome: the parent follows the chain. */
+  /**
+   * Children of the parent among the ids that closed or moved on. Each continue-as-new chain is followed to its
+   * newest run, whose status is reported (`continued` is never an outcome): a chain that ended closed, or one that
+   * moved to a run the parent has not seen yet (still open) so that it can journal ChildStarted. An unmoved open child
+   * and a `continued` run without a successor are left out.
+   */
   async childOutcomes(q: Queryable, parentRunId: string, childRunIds: string[]): Promise<ChildOutcome[]> {
-    const r = await q.query<{ run_id: string; call_id: string | null; status: ClosedStatus; result: unknown; error: SerializedError | null; closed_at: string | null }>(
-      `SELECT run_id, call_id, status, result, error, closed_at FROM ${this.s}.runs
-       WHERE run_id = ANY($2::text[]) AND parent_run_id = $1 AND status NOT IN ('running', 'blocked', 'continued')`,
+    const r = await q.query<{ asked: string; run_id: string; call_id: string | null; status: RunStatus; result: unknown; error: SerializedError | null; closed_at: string | null }>(
+      `WITH RECURSIVE chain AS (
+         SELECT c.run_id AS asked, c.run_id, c.call_id, c.status, c.result, c.error, c.closed_at, c.continued_to, 0 AS hop
+         FROM ${this.s}.runs c WHERE c.run_id = ANY($2::text[]) AND c.parent_run_id = $1
+         UNION ALL
+         SELECT ch.asked, n.run_id, n.call_id, n.status, n.result, n.error, n.closed_at, n.continued_to, ch.hop + 1
+         FROM chain ch JOIN ${this.s}.runs n ON n.run_id = ch.continued_to
+         WHERE ch.status = 'continued'
+       )
+       SELECT DISTINCT ON (asked) asked, run_id, call_id, status, result, error, closed_at FROM chain
+       ORDER BY asked, hop DESC`,
       [parentRunId, childRunIds],
     );
-    return r.rows.map((c) => ({
-      childRunId: c.run_id,
-      callId: c.call_id ?? '',
-      status: c.status,
-      result: c.result ?? null,
-      error: c.error ?? null,
-      closedAt: ms(c.closed_at) ?? 0,
-    }));
+    return r.rows
+      .filter((c) => c.status !== 'continued' && !(isOpen(c.status) && c.run_id === c.asked))
+      .map((c) => ({
+        childRunId: c.asked,
+        currentRunId: c.run_id,
+        callId: c.call_id ?? '',
+        status: c.status,
+        result: c.result ?? null,
+        error: c.error ?? null,
+        closedAt: ms(c.closed_at) ?? 0,
+      }));
+  }
+
+  /** Undelivered signals in send order, and the cancel request; undefined for an unknown run. */
+  async inbox(q: Queryable, runId: string): Promise<{ signals: InboxSignal[]; cancel: RunRecord['cancelRequest'] } | undefined> {
+    const r = await q.query<{ cancel_reason: string | null; cancel_deadline: string | null; cancel_requested_at: string | null; signals: InboxSignal[] }>(
+      `SELECT r.cancel_reason, r.cancel_deadline, r.cancel_requested_at,
+              (SELECT coalesce(json_agg(json_build_object('signalId', i.signal_id, 'name', i.name, 'payload', i.payload, 'sentAt', i.sent_at) ORDER BY i.seq), '[]')
+               FROM ${this.s}.inbox i WHERE i.run_id = r.run_id AND NOT i.delivered) AS signals
+       FROM ${this.s}.runs r WHERE r.run_id = $1`,
+      [runId],
+    );
+    const row = r.rows[0];
+    if (!row) return undefined;
+    return {
+      signals: row.signals.map((x) => ({ signalId: x.signalId, name: x.name, payload: x.payload ?? null, sentAt: Number(x.sentAt) })),
+      cancel:
+        row.cancel_requested_at === null
+          ? null
+          : { reason: row.cancel_reason ?? '', deadline: Number(row.cancel_deadline), requestedAt: Number(row.cancel_requested_at) },
+    };
   }
 
   // ---- runs and leases ----
@@ -259,8 +349,8 @@ export class Sql {
     const r = await q.query<RunRow>(
       `WITH ins AS (
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
-                                     next_wakeup_at, created_at, last_seq)
-         VALUES ($1, $2, $3, 'running', $4::json, $5, $6, $7, $8, $9, $10, $10, 1)
+                                     next_wakeup_at, created_at, last_seq, parent_close_policy)
+         VALUES ($1, $2, $3, 'running', $4::json, $5, $6, $7, $8, $9, coalesce($13::bigint, $10::bigint), $10, 1, $14)
          ON CONFLICT DO NOTHING
          RETURNING ${RUN_COLUMNS}
        ), started AS (
@@ -268,7 +358,22 @@ export class Sql {
          SELECT run_id, 1, 'RunStarted', $11::json, $10 FROM ins
        )
        SELECT ins.*, pg_notify($12, ins.run_id) FROM ins`,
-      [run.runId, run.workflowId, run.workflow, run.inputJson, run.parentRunId, run.callId, run.rootRunId, run.depth, run.queue, now, run.startedJson, this.channel],
+      [
+        run.runId,
+        run.workflowId,
+        run.workflow,
+        run.inputJson,
+        run.parentRunId,
+        run.callId,
+        run.rootRunId,
+        run.depth,
+        run.queue,
+        now,
+        run.startedJson,
+        this.channel,
+        run.startAt,
+        run.parentClosePolicy,
+      ],
     );
     return r.rows[0] && toRun(r.rows[0]);
   }
@@ -337,22 +442,39 @@ export class Sql {
 
   /**
    * Locks the parent of a run that is about to close, before the run itself: the lock order is parent before child
-   * everywhere, so a closing child and its parent's own commit cannot deadlock. The parent id is read without a lock
-   * (it never changes), in the same statement.
+   * everywhere, so a closing child and its parent's own commit cannot deadlock. The parent id is read without a lock,
+   * in the same statement. It changes only when the parent continues as new and moves its open children, so the
+   * caller compares it with the parent id of the locked run (see lockRow). Returns the id locked (null: none).
    */
-  async lockParentOf(q: Queryable, runId: string): Promise<void> {
-    await q.query(
+  async lockParentOf(q: Queryable, runId: string): Promise<string | null> {
+    const r = await q.query<{ run_id: string }>(
       `SELECT p.run_id FROM ${this.s}.runs p
        WHERE p.run_id = (SELECT c.parent_run_id FROM ${this.s}.runs c WHERE c.run_id = $1)
        FOR UPDATE OF p`,
       [runId],
     );
+    return r.rows[0]?.run_id ?? null;
+  }
+
+  /** Locks one run row (a parent that moved under a locked child: the rare case after lockParentOf). */
+  async lockRow(q: Queryable, runId: string): Promise<void> {
+    await q.query(`SELECT 1 FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE`, [runId]);
   }
 
   /** Locks the run for the rest of the transaction; the caller checks the lease token and seq against it. */
   async lockRun(q: Queryable, runId: string): Promise<LockedRun | undefined> {
-    const r = await q.query<{ status: RunStatus; lease_token: string | null; last_seq: number; depth: number; root_run_id: string; parent_run_id: string | null }>(
-      `SELECT status, lease_token, last_seq, depth, root_run_id, parent_run_id FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE`,
+    const r = await q.query<{
+      status: RunStatus;
+      lease_token: string | null;
+      last_seq: number;
+      depth: number;
+      root_run_id: string;
+      parent_run_id: string | null;
+      call_id: string | null;
+      parent_close_policy: ParentClosePolicy;
+    }>(
+      `SELECT status, lease_token, last_seq, depth, root_run_id, parent_run_id, call_id, parent_close_policy
+       FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE`,
       [runId],
     );
     const row = r.rows[0];
@@ -365,17 +487,38 @@ export class Sql {
         depth: row.depth,
         rootRunId: row.root_run_id,
         parentRunId: row.parent_run_id,
+        callId: row.call_id,
+        parentClosePolicy: row.parent_close_policy,
       }
     );
   }
 
-  /** Appends events with seqs afterSeq+1, afterSeq+2, ... in one statement. */
-  async insertEvents(q: Queryable, runId: string, afterSeq: number, events: Array<{ type: string; json: string }>, now: number): Promise<void> {
-    await q.query(
-      `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+  /**
+   * Appends events with seqs afterSeq+1, afterSeq+2, ... in one statement. Signals the events journal as SignalReceived
+   * (`received`) leave the run's inbox in the same statement (their ids stay recorded, so a re-send is a no-op).
+   */
+  async insertEvents(
+    q: Queryable,
+    runId: string,
+    afterSeq: number,
+    events: Array<{ type: string; json: string }>,
+    now: number,
+    received: string[] = [],
+  ): Promise<void> {
+    const insert = `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
        SELECT $1, $2::integer + e.ord, e.type, e.payload::json, $3
-       FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS e(type, payload, ord)`,
-      [runId, afterSeq, now, events.map((e) => e.type), events.map((e) => e.json)],
+       FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS e(type, payload, ord)`;
+    const values: unknown[] = [runId, afterSeq, now, events.map((e) => e.type), events.map((e) => e.json)];
+    if (!received.length) {
+      await q.query(insert, values);
+      return;
+    }
+    await q.query(
+      `WITH appended AS (${insert}), taken AS (
+         UPDATE ${this.s}.inbox SET delivered = true WHERE run_id = $1 AND signal_id = ANY($6::text[]) AND NOT delivered
+       )
+       SELECT 1`,
+      [...values, received],
     );
   }
 
@@ -393,13 +536,14 @@ export class Sql {
   ): Promise<Array<{ runId: string; lease: Lease | null }>> {
     const r = await q.query<{ run_id: string; lease_owner: string | null; lease_token: string | null; lease_expires_at: string | null }>(
       `WITH kid AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[])
-           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, ord)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[], $14::text[], $15::bigint[])
+           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, ord)
        ), ins AS (
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
-                                     lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq)
+                                     lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq, parent_close_policy)
          SELECT run_id, workflow_id, workflow, 'running', input::json, $9, call_id, $10, depth, queue,
-                $11::text, CASE WHEN $11::text IS NULL THEN NULL ELSE gen_random_uuid()::text END, $12::bigint, $13::bigint, $13::bigint, 1
+                $11::text, CASE WHEN $11::text IS NULL THEN NULL ELSE gen_random_uuid()::text END, $12::bigint,
+                coalesce(start_at, $13::bigint), $13::bigint, 1, policy
          FROM kid ORDER BY ord
          ON CONFLICT DO NOTHING
          RETURNING run_id, lease_owner, lease_token, lease_expires_at
@@ -422,6 +566,8 @@ export class Sql {
         lease?.owner ?? null,
         lease?.expiresAt ?? null,
         now,
+        children.map((c) => c.parentClosePolicy),
+        children.map((c) => c.startAt),
       ],
     );
     return r.rows.map((row) => ({
@@ -439,22 +585,36 @@ export class Sql {
     return r.rows.map((x) => ({ runId: x.run_id, workflowId: x.workflow_id, workflow: x.workflow }));
   }
 
-  /** Announces runs (comma-joined chunks under the NOTIFY payload limit); delivered when the transaction commits. */
-  async notify(q: Queryable, runIds: string[]): Promise<void> {
-    if (!runIds.length) return;
-    await q.query(`SELECT pg_notify($1, chunk) FROM unnest($2::text[]) AS chunk`, [this.channel, notifyChunks(runIds)]);
+  /**
+   * Announces runs (comma-joined chunks under the NOTIFY payload limit), on the wake channel (`wake`: they became due)
+   * and the stop channel (`stop`: closed from outside), in one statement; delivered when the transaction commits.
+   */
+  async notify(q: Queryable, wake: string[], stop: string[] = []): Promise<void> {
+    if (!wake.length && !stop.length) return;
+    const w = notifyChunks(wake);
+    const st = notifyChunks(stop);
+    await q.query(`SELECT pg_notify(c.channel, c.chunk) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(channel, chunk, ord) ORDER BY c.ord`, [
+      [...st.map(() => this.stopChannel), ...w.map(() => this.channel)],
+      [...st, ...w],
+    ]);
   }
 
   /**
    * Records how the run waits and when it is next due, optionally giving up the lease. The due time is computed here
    * against the children's current status, so a child that closed before this wait was recorded is not missed:
    *  busy -> now; a closed child in onClose, a failed one in onFailure, or all of onAllClosed closed -> now; else the
-   *  timer (or null). This mirrors MemoryJournal.dueTime.
+   *  timer (or null). This mirrors MemoryJournal.dueTime. A signal still in the inbox, or a cancel request not yet
+   *  journaled (`cancelJournaled`: this commit journals CancelRequested), also makes it due now; then the run is to be
+   *  announced, which the returned boolean says. The inbox is read after this commit's SignalReceived took signals out.
    */
-  async suspendRun(q: Queryable, a: { runId: string; lastSeq: number; wait: WaitSpec; release: boolean; now: number }): Promise<void> {
-    await q.query(
+  async suspendRun(q: Queryable, a: { runId: string; lastSeq: number; wait: WaitSpec; release: boolean; now: number; cancelJournaled: boolean }): Promise<boolean> {
+    // A signal or cancel request that arrived while the run was busy makes it due now, and announced (returned true).
+    const pending = `(EXISTS (SELECT 1 FROM ${this.s}.inbox i WHERE i.run_id = r.run_id AND NOT i.delivered)
+             OR (r.cancel_requested_at IS NOT NULL AND NOT (r.cancel_journaled OR $10::boolean)))`;
+    const res = await q.query<{ announce: boolean }>(
       `UPDATE ${this.s}.runs r SET
          last_seq = $2,
+         cancel_journaled = r.cancel_journaled OR $10::boolean,
          wait_timer_at = $3::bigint,
          wait_on_close = $4::text[],
          wait_on_failure = $5::text[],
@@ -462,6 +622,7 @@ export class Sql {
          wait_busy = $7::boolean,
          next_wakeup_at = CASE
            WHEN $7::boolean THEN $8::bigint
+           WHEN ${pending} THEN $8::bigint
            WHEN EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($4::text[]) AND c.status NOT IN ('running', 'blocked'))
              OR EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($5::text[]) AND c.status NOT IN ('running', 'blocked', 'completed'))
              OR (cardinality($6::text[]) > 0 AND NOT EXISTS (
@@ -473,32 +634,41 @@ export class Sql {
          lease_owner = CASE WHEN $9::boolean THEN NULL ELSE r.lease_owner END,
          lease_token = CASE WHEN $9::boolean THEN NULL ELSE r.lease_token END,
          lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END
-       WHERE r.run_id = $1`,
-      [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release],
+       WHERE r.run_id = $1
+       RETURNING ${pending.replace('$10::boolean', 'false')} AS announce`,
+      [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release, a.cancelJournaled],
     );
+    return res.rows[0]?.announce === true;
   }
 
-  /** Closes the run: terminal status, result/error, close time; no wait, no lease. */
-  async closeRun(q: Queryable, a: { runId: string; lastSeq: number; status: ClosedStatus; resultJson: string; errorJson: string | null; now: number }): Promise<void> {
-    await q.query(
-      `UPDATE ${this.s}.runs SET
-         status = $2, result = $3::json, error = $4::json, closed_at = $5, last_seq = $6, next_wakeup_at = NULL,
-         wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
-         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-       WHERE run_id = $1`,
-      [a.runId, a.status, a.resultJson, a.errorJson, a.now, a.lastSeq],
+  /**
+   * Closes the run: terminal status, result/error, close time; no wait, no lease, no cancel request; `continuedTo`
+   * for continue-as-new. Returns whether the run has open children (their parent-close policies then apply). The
+   * run is locked since the start of the commit and only its own commits create its children, so the answer holds.
+   */
+  async closeRun(
+    q: Queryable,
+    a: { runId: string; lastSeq: number; status: ClosedStatus; resultJson: string; errorJson: string | null; now: number; continuedTo?: string | null },
+  ): Promise<{ hasOpenChildren: boolean }> {
+    const r = await q.query<{ open_children: boolean }>(
+      `UPDATE ${this.s}.runs r SET
+         status = $2, result = $3::json, error = $4::json, closed_at = $5, last_seq = $6, continued_to = $7, ${CLEARED}
+       WHERE r.run_id = $1
+       RETURNING EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.parent_run_id = $1 AND c.status IN ${OPEN}) AS open_children`,
+      [a.runId, a.status, a.resultJson, a.errorJson, a.now, a.lastSeq, a.continuedTo ?? null],
     );
+    return { hasOpenChildren: r.rows[0]?.open_children === true };
   }
 
   /** Blocks the run (non-determinism, corrupt journal): open but never due, until an operator acts. */
-  async blockRun(q: Queryable, a: { runId: string; lastSeq: number; errorJson: string }): Promise<void> {
+  async blockRun(q: Queryable, a: { runId: string; lastSeq: number; errorJson: string; cancelJournaled: boolean }): Promise<void> {
     await q.query(
       `UPDATE ${this.s}.runs SET
-         status = 'blocked', error = $2::json, last_seq = $3, next_wakeup_at = NULL,
+         status = 'blocked', error = $2::json, last_seq = $3, next_wakeup_at = NULL, cancel_journaled = cancel_journaled OR $4::boolean,
          wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
        WHERE run_id = $1`,
-      [a.runId, a.errorJson, a.lastSeq],
+      [a.runId, a.errorJson, a.lastSeq, a.cancelJournaled],
     );
   }
 
@@ -526,9 +696,238 @@ export class Sql {
     return r.rowCount === 1;
   }
 
+  // ---- continue-as-new ----
+
+  /**
+   * Continue-as-new, after the previous run was closed as `continued` (continued_to set) in this transaction: creates
+   * the next run (same workflow id, parent, call id, root, depth and parent-close policy; continued_from set) with its
+   * RunStarted event, moves the previous run's open children and undelivered signals to it, and rewrites the parent's
+   * stored wait so that it waits on the new run where it waited on the old one. One statement. The previous run and
+   * its parent are locked by the commit already; the children are locked here, after them (parent before child).
+   */
+  async continueRun(
+    q: Queryable,
+    prev: { runId: string; parentRunId: string | null; callId: string | null; rootRunId: string; depth: number; parentClosePolicy: ParentClosePolicy },
+    next: { runId: string; workflowId: string; workflow: string; inputJson: string; queue: string; startedJson: string; startAt: number | null },
+    now: number,
+  ): Promise<void> {
+    await q.query(
+      `WITH ins AS (
+         INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
+                                     next_wakeup_at, created_at, last_seq, parent_close_policy, continued_from)
+         VALUES ($2, $3, $4, 'running', $5::json, $6, $7, $8, $9, $10, coalesce($14::bigint, $11::bigint), $11, 1, $12, $1)
+         RETURNING run_id
+       ), started AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT run_id, 1, 'RunStarted', $13::json, $11 FROM ins
+       ), moved AS (
+         UPDATE ${this.s}.runs c SET parent_run_id = $2 WHERE c.parent_run_id = $1 AND c.status IN ${OPEN}
+       ), signals AS (
+         UPDATE ${this.s}.inbox SET run_id = $2 WHERE run_id = $1 AND NOT delivered
+       ), waiter AS (
+         UPDATE ${this.s}.runs p SET
+           wait_on_close = array_replace(p.wait_on_close, $1, $2),
+           wait_on_failure = array_replace(p.wait_on_failure, $1, $2),
+           wait_on_all_closed = array_replace(p.wait_on_all_closed, $1, $2)
+         WHERE p.run_id = $6 AND ($1 = ANY(p.wait_on_close) OR $1 = ANY(p.wait_on_failure) OR $1 = ANY(p.wait_on_all_closed))
+       )
+       SELECT run_id FROM ins`,
+      [
+        prev.runId,
+        next.runId,
+        next.workflowId,
+        next.workflow,
+        next.inputJson,
+        prev.parentRunId,
+        prev.callId,
+        prev.rootRunId,
+        prev.depth,
+        next.queue,
+        now,
+        prev.parentClosePolicy,
+        next.startedJson,
+        next.startAt,
+      ],
+    );
+  }
+
+  // ---- signals ----
+
+  /**
+   * A client's signal, in one statement: locks the run, puts the signal in its inbox unless that signal id was ever
+   * accepted, makes the run due now and announces it. The lock makes the status check and the insert atomic with
+   * respect to a commit closing the run. Returns the run's status (undefined: unknown run) and whether the signal is new.
+   */
+  async signal(q: Queryable, runId: string, sg: { signalId: string; name: string; payloadJson: string }, now: number): Promise<{ status: RunStatus; added: boolean } | undefined> {
+    const r = await q.query<{ status: RunStatus; added: boolean }>(
+      `WITH target AS (
+         SELECT run_id, status FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE
+       ), ins AS (
+         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at)
+         SELECT run_id, $2, $3, $4::json, $5 FROM target WHERE status IN ${OPEN}
+         ON CONFLICT DO NOTHING
+         RETURNING run_id
+       ), woke AS (
+         UPDATE ${this.s}.runs r SET next_wakeup_at = LEAST(r.next_wakeup_at, $5::bigint)
+         FROM ins WHERE r.run_id = ins.run_id
+         RETURNING r.run_id
+       )
+       SELECT t.status, w.run_id IS NOT NULL AS added
+       FROM target t LEFT JOIN (SELECT run_id, pg_notify($6, run_id) FROM woke) w ON true`,
+      [runId, sg.signalId, sg.name, sg.payloadJson, now, this.channel],
+    );
+    return r.rows[0] && { status: r.rows[0].status, added: r.rows[0].added };
+  }
+
+  /**
+   * Signals from a commit to other runs' inboxes, in one statement whatever their number: exactly once by signal id;
+   * a closed or missing target drops its signal. The targets are locked (in run id order) so that none closes between
+   * the check and the insert. Returns the runs that got a new signal (made due now; the caller announces them).
+   */
+  async deliverSignals(q: Queryable, signals: SignalInsert[], now: number): Promise<string[]> {
+    const r = await q.query<{ run_id: string }>(
+      `WITH sg AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(run_id, signal_id, name, payload, ord)
+       ), target AS (
+         SELECT r.run_id FROM ${this.s}.runs r
+         WHERE r.run_id IN (SELECT run_id FROM sg) AND r.status IN ${OPEN}
+         ORDER BY r.run_id COLLATE "C"
+         FOR UPDATE
+       ), ins AS (
+         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at)
+         SELECT sg.run_id, sg.signal_id, sg.name, sg.payload::json, $5 FROM sg JOIN target t ON t.run_id = sg.run_id
+         ORDER BY sg.ord
+         ON CONFLICT DO NOTHING
+         RETURNING run_id
+       )
+       UPDATE ${this.s}.runs r SET next_wakeup_at = LEAST(r.next_wakeup_at, $5::bigint)
+       WHERE r.run_id IN (SELECT run_id FROM ins)
+       RETURNING r.run_id`,
+      [signals.map((x) => x.runId), signals.map((x) => x.signalId), signals.map((x) => x.name), signals.map((x) => x.payloadJson), now],
+    );
+    return r.rows.map((x) => x.run_id);
+  }
+
+  // ---- cancel, terminate, parent-close policies ----
+
+  /**
+   * Locks a run that is about to be cancelled, and its parent before it (parent before child: the cancel may close
+   * the run and then wake the parent), in one statement: rows are locked in the ORDER BY order. Returns the run's
+   * status and parent, or undefined for an unknown run.
+   */
+  async lockForCancel(q: Queryable, runId: string): Promise<{ status: RunStatus; parentRunId: string | null; parentLocked: boolean } | undefined> {
+    const r = await q.query<{ run_id: string; status: RunStatus; parent_run_id: string | null }>(
+      `SELECT r.run_id, r.status, r.parent_run_id FROM ${this.s}.runs r
+       WHERE r.run_id = $1 OR r.run_id = (SELECT c.parent_run_id FROM ${this.s}.runs c WHERE c.run_id = $1)
+       ORDER BY r.run_id = $1
+       FOR UPDATE OF r`,
+      [runId],
+    );
+    const row = r.rows.find((x) => x.run_id === runId);
+    return row && { status: row.status, parentRunId: row.parent_run_id, parentLocked: r.rows.some((x) => x.run_id === row.parent_run_id) };
+  }
+
+  /**
+   * A graceful cancel: records the request (an earlier one is kept, with its deadline) and makes the run due now.
+   * The lease is voided, so an activation computed before the request (which might start a child) cannot commit:
+   * nothing started concurrently escapes the cascade. Whoever takes the run next journals the request first.
+   */
+  async requestCancel(q: Queryable, runId: string, a: { reason: string; deadline: number; now: number }): Promise<void> {
+    await q.query(
+      `UPDATE ${this.s}.runs SET
+         cancel_reason = CASE WHEN cancel_requested_at IS NULL THEN $2 ELSE cancel_reason END,
+         cancel_deadline = CASE WHEN cancel_requested_at IS NULL THEN $3::bigint ELSE cancel_deadline END,
+         cancel_requested_at = coalesce(cancel_requested_at, $4::bigint),
+         next_wakeup_at = $4::bigint,
+         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+       WHERE run_id = $1`,
+      [runId, a.reason, a.deadline, a.now],
+    );
+  }
+
+  /** Closes a run from outside (cancel, terminate): no more appends, its lease is void. */
+  async closeFromOutside(q: Queryable, runId: string, a: { status: 'cancelled' | 'terminated'; errorJson: string; now: number }): Promise<void> {
+    await q.query(
+      `UPDATE ${this.s}.runs SET status = $2, error = $3::json, closed_at = $4, ${CLEARED} WHERE run_id = $1`,
+      [runId, a.status, a.errorJson, a.now],
+    );
+  }
+
+  /**
+   * Closes children the run stopped waiting for (child timeouts), per the policy the parent gives for each
+   * (`abandon` leaves it): only open children of this parent. Locked in run id order. Returns the runs closed.
+   */
+  async closeChildren(q: Queryable, parentRunId: string, kids: Array<{ runId: string; policy: ParentClosePolicy }>, errorJson: string, now: number): Promise<string[]> {
+    const r = await q.query<{ run_id: string }>(
+      `WITH k AS (
+         SELECT c.run_id, x.policy FROM ${this.s}.runs c
+         JOIN unnest($2::text[], $3::text[]) AS x(run_id, policy) ON x.run_id = c.run_id
+         WHERE c.parent_run_id = $1 AND c.status IN ${OPEN} AND x.policy <> 'abandon'
+         ORDER BY c.run_id COLLATE "C"
+         FOR UPDATE OF c
+       )
+       UPDATE ${this.s}.runs r SET
+         status = CASE WHEN k.policy = 'terminate' THEN 'terminated' ELSE 'cancelled' END, error = $4::json, closed_at = $5, ${CLEARED}
+       FROM k WHERE r.run_id = k.run_id
+       RETURNING r.run_id`,
+      [parentRunId, kids.map((k) => k.runId), kids.map((k) => k.policy), errorJson, now],
+    );
+    return r.rows.map((x) => x.run_id);
+  }
+
+  /**
+   * One generation of a cascade, in one statement. `parents` are runs this transaction has locked (and usually
+   * closed). Their open children are locked FOR UPDATE, in run id order; each with policy cancel/terminate within
+   * `maxDepth` is closed as cancelled/terminated (error CancelledError/TerminatedError carrying `reason`), its lease
+   * and wait cleared; one deeper than the bound is left alone (truncated). ParentClosePolicyApplied is appended to each
+   * parent that is closed (an open parent's journal belongs to its lease holder), for every child the policy was
+   * applied to, in creation order, and the parent's last_seq moved on.
+   *
+   * A child created concurrently by a parent's commit cannot escape: that commit holds the parent's row lock, which
+   * the previous generation (or the caller) took before this statement; this statement starts after it committed,
+   * so its snapshot sees the child.
+   */
+  async cascadeGeneration(q: Queryable, parents: string[], maxDepth: number, reason: string, now: number): Promise<CascadeRow[]> {
+    const r = await q.query<{ run_id: string; parent_run_id: string; closed: boolean; truncated: boolean }>(
+      `WITH kids AS (
+         SELECT c.run_id, c.parent_run_id, c.call_id, c.depth, c.parent_close_policy AS policy, c.created_at
+         FROM ${this.s}.runs c
+         WHERE c.parent_run_id = ANY($1::text[]) AND c.status IN ${OPEN}
+         ORDER BY c.run_id COLLATE "C"
+         FOR UPDATE
+       ), closed AS (
+         UPDATE ${this.s}.runs r SET
+           status = CASE WHEN k.policy = 'terminate' THEN 'terminated' ELSE 'cancelled' END,
+           error = json_build_object('name', CASE WHEN k.policy = 'terminate' THEN 'TerminatedError' ELSE 'CancelledError' END, 'message', $3::text),
+           closed_at = $4, ${CLEARED}
+         FROM kids k WHERE r.run_id = k.run_id AND k.policy <> 'abandon' AND k.depth <= $2
+       ), notes AS (
+         SELECT k.parent_run_id, k.run_id, k.call_id, k.policy, p.last_seq,
+                row_number() OVER (PARTITION BY k.parent_run_id ORDER BY k.created_at, k.run_id COLLATE "C") AS n
+         FROM kids k JOIN ${this.s}.runs p ON p.run_id = k.parent_run_id
+         WHERE p.status NOT IN ${OPEN} AND NOT (k.policy <> 'abandon' AND k.depth > $2)
+       ), appended AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT parent_run_id, last_seq + n, 'ParentClosePolicyApplied',
+                json_build_object('childRunId', run_id, 'callId', coalesce(call_id, ''), 'policy', policy), $4
+         FROM notes
+       ), moved AS (
+         UPDATE ${this.s}.runs p SET last_seq = p.last_seq + x.count
+         FROM (SELECT parent_run_id, count(*)::int AS count FROM notes GROUP BY parent_run_id) x
+         WHERE p.run_id = x.parent_run_id
+       )
+       SELECT run_id, parent_run_id, policy <> 'abandon' AND depth <= $2 AS closed, policy <> 'abandon' AND depth > $2 AS truncated
+       FROM kids
+       ORDER BY array_position($1::text[], parent_run_id), created_at, run_id COLLATE "C"`,
+      [parents, maxDepth, reason, now],
+    );
+    return r.rows.map((x) => ({ runId: x.run_id, parentRunId: x.parent_run_id, closed: x.closed, truncated: x.truncated }));
+  }
+
   // ---- wake-up listener ----
 
+  /** Both channels, in one round trip. */
   async listen(q: Queryable): Promise<void> {
-    await q.query(`LISTEN "${this.channel}"`);
+    await q.query(`LISTEN "${this.channel}"; LISTEN "${this.stopChannel}"`);
   }
 }

@@ -1,0 +1,277 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import {
+  activity,
+  CancelledError,
+  child,
+  ChildTimeoutError,
+  continueAsNew,
+  defineActivity,
+  RunClosedError,
+  SignalTimeoutError,
+  sleep,
+  startChild,
+  waitForSignal,
+  workflow,
+} from '../src/index.js';
+import type { Journal } from '../src/journal/journal.js';
+import { Worker, type WorkerOptions } from '../src/worker/worker.js';
+import { Client } from '../src/client/client.js';
+
+/**
+ * The run lifecycle end to end (signals, cancel with compensation, terminate, parent-close policies, child timeouts,
+ * continue-as-new, retries, execution timeouts): a Worker and a Client on a journal, through the Journal interface
+ * only, so the same scenarios hold on every journal (test/unit/lifecycle.test.ts: memory; test/integration/
+ * pg-lifecycle.test.ts: PostgreSQL). Each test gets a fresh journal (with the system clock: timers run in real time).
+ */
+
+export type MakeLifecycleJournal = () => Promise<{ journal: Journal; cleanup: () => Promise<void> }>;
+
+const silent = pino({ level: process.env.TEST_LOG ?? 'silent' });
+
+export function describeLifecycle(name: string, makeJournal: MakeLifecycleJournal): void {
+  describe(`run lifecycle: ${name}`, () => {
+    const workers: Worker[] = [];
+    const cleanups: Array<() => Promise<void>> = [];
+    afterEach(async () => {
+      await Promise.all(workers.splice(0).map((w) => w.shutdown()));
+      while (cleanups.length) await cleanups.pop()!();
+    });
+
+    async function setup(workflows: WorkerOptions['workflows'], activities: WorkerOptions['activities'] = []) {
+      const { journal, cleanup } = await makeJournal();
+      cleanups.push(cleanup);
+      const worker = new Worker({ workflows, activities, journal, logger: silent, pollIntervalMs: 10, shutdownGraceMs: 100 });
+      workers.push(worker);
+      worker.start();
+      return { journal, worker, client: new Client(journal, { logger: silent }) };
+    }
+
+    async function until(cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+      const end = Date.now() + ms;
+      while (!(await cond())) {
+        if (Date.now() > end) throw new Error('condition not reached in time');
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+
+    const waiter = workflow('waiter', function* (_: null) {
+      return yield* waitForSignal<string>('go');
+    });
+
+    describe('signals', () => {
+      it('buffers a signal sent before the wait and delivers each once, in send order', async () => {
+        const twoWaits = workflow('twoWaits', function* (_: null) {
+          yield* sleep(30);
+          const a = yield* waitForSignal<number>('n');
+          const b = yield* waitForSignal<number>('n');
+          return [a, b];
+        });
+        const { client } = await setup([twoWaits]);
+        const ref = await client.start(twoWaits, null);
+        await client.signal(ref.runId, 'n', 1, { signalId: 'one' });
+        await client.signal(ref.runId, 'n', 1, { signalId: 'one' }); // same id: delivered once
+        await client.signal(ref.runId, 'n', 2);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toEqual([1, 2]);
+      });
+
+      it('times out with SignalTimeoutError and rejects signals to a closed run', async () => {
+        const timed = workflow('timed', function* (_: null) {
+          try {
+            return yield* waitForSignal('never', { timeout: 20 });
+          } catch (e) {
+            return e instanceof SignalTimeoutError ? 'timed out' : 'other';
+          }
+        });
+        const { client } = await setup([timed]);
+        const ref = await client.start(timed, null);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toBe('timed out');
+        await expect(client.signal(ref.runId, 'never', 1)).rejects.toBeInstanceOf(RunClosedError);
+      });
+
+      it('lets a parent signal its child through the handle', async () => {
+        const parent = workflow('signalParent', function* (_: null) {
+          const h = yield* startChild(waiter, null);
+          yield* h.signal('go', 'from parent');
+          return yield* h.result();
+        });
+        const { client } = await setup([parent, waiter]);
+        expect(await client.result(await client.start(parent, null), { timeoutMs: 5000 })).toBe('from parent');
+      });
+    });
+
+    describe('cancellation', () => {
+      it('delivers CancelledError at the current yield, runs compensation activities, and cascades to children', async () => {
+        const undone: string[] = [];
+        const undo = defineActivity('undo', async (what: string) => void undone.push(what));
+        const saga = workflow('saga', function* (_: null) {
+          const h = yield* startChild(waiter, null, { id: 'kid' });
+          const abandoned = yield* startChild(waiter, null, { id: 'free', parentClosePolicy: 'abandon' });
+          try {
+            yield* waitForSignal('never');
+          } finally {
+            yield* activity(undo, 'booking');
+          }
+          return [h.runId, abandoned.runId];
+        });
+        const { client, journal } = await setup([saga, waiter], [undo]);
+        const ref = await client.start(saga, null);
+        await until(async () => (await journal.listChildren(ref.runId)).length === 2);
+        const result = await client.cancel(ref.runId, 'user asked');
+        expect(result.status).toBe('cancelling');
+        await until(async () => (await journal.getRun(ref.runId))!.status === 'cancelled').catch(async (e) => {
+          console.log(JSON.stringify(await journal.readEvents(ref.runId)), JSON.stringify(await journal.getRun(ref.runId)));
+          throw e;
+        });
+        expect(undone).toEqual(['booking']);
+        const kids = await journal.listChildren(ref.runId);
+        const byId = Object.fromEntries(kids.map((k) => [k.workflowId.split('/').pop(), k]));
+        expect(byId.kid!.status).toBe('cancelled');
+        expect(byId.kid!.error?.message).toBe('parent_cancelled');
+        expect(byId.free!.status).toBe('running'); // abandoned: untouched
+        const events = (await journal.readEvents(ref.runId)).map((e) => e.type);
+        expect(events).toContain('CancelRequested');
+        expect(events).toContain('RunCancelled');
+      });
+
+      it('terminate stops at once without running workflow code', async () => {
+        const { client, journal } = await setup([waiter]);
+        const ref = await client.start(waiter, null);
+        await until(async () => (await journal.readEvents(ref.runId)).length > 1);
+        const r = await client.terminate(ref.runId, 'operator');
+        expect(r.status).toBe('terminated');
+        expect((await journal.getRun(ref.runId))!.status).toBe('terminated');
+        await expect(client.terminate(ref.runId)).rejects.toBeInstanceOf(RunClosedError);
+      });
+
+      it('refuses new children once cancellation was delivered', async () => {
+        const stubborn = workflow('stubborn', function* (_: null) {
+          try {
+            yield* waitForSignal('never');
+          } catch (e) {
+            if (!(e instanceof CancelledError)) throw e;
+            try {
+              yield* child(waiter, null);
+            } catch (e2) {
+              return (e2 as Error).name;
+            }
+          }
+          return 'no';
+        });
+        const { client, journal } = await setup([stubborn, waiter]);
+        const ref = await client.start(stubborn, null);
+        await until(async () => (await journal.readEvents(ref.runId)).length > 1);
+        await client.cancel(ref.runId, 'stop');
+        await until(async () => (await journal.getRun(ref.runId))!.status === 'cancelled');
+        expect((await journal.getRun(ref.runId))!.result).toBe('CancelledError');
+      });
+    });
+
+    describe('parent-close policy and timeouts', () => {
+      it('closes open children per policy when the parent completes, journaling ParentClosePolicyApplied', async () => {
+        const parent = workflow('leaver', function* (_: null) {
+          yield* startChild(waiter, null, { id: 'c' });
+          yield* startChild(waiter, null, { id: 't', parentClosePolicy: 'terminate' });
+          yield* startChild(waiter, null, { id: 'a', parentClosePolicy: 'abandon' });
+          return 'done';
+        });
+        const { client, journal } = await setup([parent, waiter]);
+        const ref = await client.start(parent, null);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toBe('done');
+        const kids = Object.fromEntries((await journal.listChildren(ref.runId)).map((k) => [k.workflowId.split('/').pop(), k.status]));
+        expect(kids).toEqual({ c: 'cancelled', t: 'terminated', a: 'running' });
+        const applied = (await journal.readEvents(ref.runId)).filter((e) => e.type === 'ParentClosePolicyApplied');
+        expect(applied.map((e) => (e.payload as { policy: string }).policy).sort()).toEqual(['abandon', 'cancel', 'terminate']);
+      });
+
+      it('child timeout returns timeoutValue or throws ChildTimeoutError, and cancels the child', async () => {
+        const parent = workflow('impatient', function* (_: null) {
+          const v = yield* child(waiter, null, { id: 'v', timeout: 20, timeoutValue: 'default' });
+          let thrown = '';
+          try {
+            yield* child(waiter, null, { id: 'e', timeout: 20 });
+          } catch (e) {
+            thrown = e instanceof ChildTimeoutError ? 'ChildTimeoutError' : String(e);
+          }
+          return { v, thrown };
+        });
+        const { client, journal } = await setup([parent, waiter]);
+        const ref = await client.start(parent, null);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toEqual({ v: 'default', thrown: 'ChildTimeoutError' });
+        const kids = await journal.listChildren(ref.runId);
+        expect(kids.map((k) => k.status)).toEqual(['cancelled', 'cancelled']);
+      });
+    });
+
+    describe('continue-as-new', () => {
+      it('a parent awaiting a child follows its chain to the final result', async () => {
+        const counter = workflow('counter', function* (n: number) {
+          if (n < 3) return yield* continueAsNew(n + 1);
+          return `finished at ${n}`;
+        });
+        const parent = workflow('chainParent', function* (_: null) {
+          const h = yield* startChild(counter, 0, { id: 'chain' });
+          const r = yield* h.result();
+          return { r, runId: h.runId, callId: h.callId };
+        });
+        const { client, journal } = await setup([parent, counter]);
+        const ref = await client.start(parent, null);
+        const out = await client.result<{ r: string; runId: string; callId: string }>(ref, { timeoutMs: 5000 });
+        expect(out.r).toBe('finished at 3');
+        // every run of the chain is a child of the parent (same call id, same workflow id)
+        const runs = (await journal.listChildren(ref.runId)).filter((r) => r.workflow === 'counter');
+        expect(runs).toHaveLength(4);
+        const last = runs.find((r) => r.status === 'completed')!;
+        expect(out.runId).toBe(last.runId);
+        expect(runs.every((r) => r.callId === out.callId && r.workflowId === runs[0]!.workflowId)).toBe(true);
+      });
+    });
+
+    describe('retries and execution timeouts', () => {
+      it('retries a failing child as new runs of the same call until it succeeds', async () => {
+        let calls = 0;
+        const flaky = defineActivity('flaky', async () => {
+          calls++;
+          if (calls < 3) throw new Error(`flake ${calls}`);
+          return 'ok';
+        }, { retry: { maximumAttempts: 1 } });
+        const worker_ = workflow('flakyChild', function* (_: null) {
+          return yield* activity(flaky, null);
+        });
+        const parent = workflow('retrier', function* (_: null) {
+          return yield* child(worker_, null, { id: 'f', retry: { maximumAttempts: 5, initialIntervalMs: 5 } });
+        });
+        const { client, journal } = await setup([parent, worker_], [flaky]);
+        const ref = await client.start(parent, null);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toBe('ok');
+        const kids = await journal.listChildren(ref.runId);
+        expect(kids.map((k) => [k.workflowId.split('/').pop(), k.status])).toEqual([
+          ['f', 'failed'],
+          ['f~2', 'failed'],
+          ['f~3', 'completed'],
+        ]);
+      });
+
+      it('an activity attempt past its timeoutMs fails with ActivityTimeoutError and is retried', async () => {
+        let n = 0;
+        const slow = defineActivity('slow', async () => {
+          n++;
+          if (n === 1) await new Promise((r) => setTimeout(r, 200));
+          return n;
+        }, { timeoutMs: 30, retry: { maximumAttempts: 2, initialIntervalMs: 1 } });
+        const wf = workflow('usesSlow', function* (_: null) {
+          return yield* activity(slow, null);
+        });
+        const { client } = await setup([wf], [slow]);
+        expect(await client.result(await client.start(wf, null), { timeoutMs: 5000 })).toBe(2);
+      });
+
+      it('a run past its execution timeout closes as timed_out', async () => {
+        const { client, journal } = await setup([waiter]);
+        const ref = await client.start(waiter, null, { executionTimeoutMs: 30 });
+        await until(async () => (await journal.getRun(ref.runId))!.status === 'timed_out');
+        expect((await journal.getRun(ref.runId))!.error?.name).toBe('RunTimeoutError');
+      });
+    });
+  });
+}
