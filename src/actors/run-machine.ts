@@ -122,6 +122,8 @@ export interface RunContext {
   checkInbox: boolean;
   activations: number;
   error: string | null;
+  /** Renewals in a row that failed on something other than a lost lease (see 'renewing'). */
+  renewFailures: number;
 }
 
 export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' };
@@ -166,6 +168,11 @@ export const runMachine = setup({
   actors: {
     load: fromPromise<RunEngine | null, RunContext>(async ({ input }) => {
       if (input.fresh) return freshEngine(input.services.host, input.fresh);
+      // The lease says where the journal stands: a cached engine at that seq is current, no read needed.
+      if (input.lease.lastSeq !== undefined) {
+        const cached = input.services.host.cache.take(input.runId, input.lease.lastSeq);
+        if (cached) return cached;
+      }
       const run = await input.services.host.journal.getRun(input.runId);
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
       try {
@@ -183,7 +190,19 @@ export const runMachine = setup({
     renew: fromPromise<Lease, RunContext>(({ input }) => input.services.host.journal.renew(input.lease, input.services.leaseMs)),
   },
   delays: {
-    renewEvery: ({ context }) => Math.max(50, Math.floor(context.services.leaseMs / 3)),
+    /**
+     * Renew once a third of the lease has gone by since it was granted or last renewed. The deadline comes from the
+     * lease itself, not from the time spent in 'working': a run whose activities finish one after another keeps
+     * going through 'activating' and back, which restarts this timer each time, and with a fixed delay it would
+     * never renew (commits do not extend a lease) and lose its lease to another worker while busy.
+     */
+    renewEvery: ({ context }) => {
+      const third = Math.floor(context.services.leaseMs / 3);
+      // after failed renewals (database unreachable): back off, 100 ms doubling, up to a third of the lease
+      if (context.renewFailures > 0) return Math.min(third, 100 * 2 ** Math.min(context.renewFailures - 1, 20));
+      const renewAt = context.lease.expiresAt - 2 * third;
+      return Math.max(20, Math.min(renewAt - context.services.host.journal.clock.now(), third));
+    },
   },
   guards: {
     isBlocked: ({ event }) => (event as unknown as { output: StepResult }).output.kind === 'blocked',
@@ -202,7 +221,7 @@ export const runMachine = setup({
     noteWake: assign({ wakePending: true }),
     clearWake: assign({
       // Signals and cancel requests arrive with a wake-up; a run created by this worker has none yet.
-      checkInbox: ({ context }) => context.wakePending || (context.activations === 0 && !context.fresh),
+      checkInbox: ({ context }) => context.wakePending || (context.activations === 0 && !context.fresh && context.lease.inboxPending !== false),
       wakePending: false,
       activations: ({ context }) => context.activations + 1,
     }),
@@ -219,8 +238,12 @@ export const runMachine = setup({
         { runId: context.runId, err: (event as unknown as { error: unknown }).error },
         'lease lost: run actor stopped, nothing more is written',
       ),
-    logRenewRetry: ({ context, event }) =>
-      context.services.log.warn({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'lease renewal failed; will retry'),
+    logRenewRetry: ({ context, event }) => {
+      // once per outage, not at every retry
+      if (context.renewFailures === 1) {
+        context.services.log.warn({ runId: context.runId, err: (event as unknown as { error: unknown }).error }, 'lease renewal failed; will retry');
+      }
+    },
     reportEnd: ({ context }, params: { reason: RunEndReason }) =>
       context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending }),
   },
@@ -238,6 +261,7 @@ export const runMachine = setup({
     checkInbox: false,
     activations: 0,
     error: null,
+    renewFailures: 0,
   }),
   initial: 'loading',
   on: {
@@ -291,14 +315,14 @@ export const runMachine = setup({
       invoke: {
         src: 'renew',
         input: ({ context }) => context,
-        onDone: { target: 'working', actions: assign({ lease: ({ event }) => event.output }) },
+        onDone: { target: 'working', actions: assign({ lease: ({ event }) => event.output, renewFailures: 0 }) },
         onError: [
           // Taken over (or closed from outside): stop; the activities' results would be refused anyway.
           { guard: 'leaseLost', target: 'lost', actions: ['recordError', 'logLeaseLost'] },
           // Anything else is the database being unreachable for a moment (restart, network): the lease is still ours
           // until it expires, so keep the activities running and try again at the next renewal. Should the lease
           // expire and the run be taken over meanwhile, our next fenced write fails with LeaseLostError and we stop.
-          { target: 'working', actions: 'logRenewRetry' },
+          { target: 'working', actions: [assign({ renewFailures: ({ context }) => context.renewFailures + 1 }), 'logRenewRetry'] },
         ],
       },
     },

@@ -71,6 +71,13 @@ export interface Lease {
   owner: string;
   token: string;
   expiresAt: number;
+  /**
+   * What the journal knew when it granted the lease (claimDue, acquire), so the new holder need not read the run
+   * again: its journal head, its queue, and whether signals or a cancel request wait in its inbox.
+   */
+  lastSeq?: number;
+  queue?: string;
+  inboxPending?: boolean;
 }
 
 /** What a new run row needs; its RunStarted event is written with it, atomically. */
@@ -231,8 +238,11 @@ export interface Journal {
 
   /** Leases up to `limit` due runs (next wake-up reached, lease free or expired) on the given queues. */
   claimDue(options: ClaimOptions): Promise<Lease[]>;
-  /** Leases one run if it is open and its lease is free or expired, whether due or not. */
-  acquire(runId: string, owner: string, leaseMs: number): Promise<Lease | undefined>;
+  /**
+   * Leases one run if it is open and its lease is free or expired, whether due or not (and, with `queues`, only if
+   * the run is on one of them).
+   */
+  acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined>;
   /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
   /** Atomically appends an activation, fenced by the lease token; throws LeaseLostError when not held. */

@@ -71,6 +71,8 @@ const clone = <T>(v: T): T => (v === undefined ? v : structuredClone(v));
 export class MemoryJournal implements Journal {
   private runs = new Map<string, MemRun>();
   private byWorkflowId = new Map<string, string>();
+  /** Child run ids by parent run id (an index, so cascades and listings never scan every run). */
+  private kids = new Map<string, Set<string>>();
   private listeners = new Set<WakeListener>();
 
   constructor(readonly clock: Clock = systemClock) {}
@@ -113,7 +115,8 @@ export class MemoryJournal implements Journal {
   async listChildren(runId: string, filter?: { status?: RunStatus | RunStatus[] }): Promise<RunRecord[]> {
     const statuses = filter?.status === undefined ? undefined : new Set(([] as RunStatus[]).concat(filter.status));
     const out: RunRecord[] = [];
-    for (const m of this.runs.values()) {
+    for (const id of this.kids.get(runId) ?? []) {
+      const m = this.runs.get(id)!;
       if (m.record.parentRunId !== runId) continue;
       if (statuses && !statuses.has(m.record.status)) continue;
       out.push(clone(m.record));
@@ -157,9 +160,10 @@ export class MemoryJournal implements Journal {
     return due.slice(0, o.limit).map((m) => this.grant(m, o.owner, o.leaseMs));
   }
 
-  async acquire(runId: string, owner: string, leaseMs: number): Promise<Lease | undefined> {
+  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined> {
     const m = this.runs.get(runId);
     if (!m || m.record.status !== 'running') return undefined;
+    if (queues && !queues.includes(m.record.queue)) return undefined;
     if (m.leaseToken && (m.record.leaseExpiresAt ?? 0) > this.clock.now()) return undefined;
     return this.grant(m, owner, leaseMs);
   }
@@ -396,15 +400,13 @@ export class MemoryJournal implements Journal {
     reason = 'parent_cancelled',
   ): void {
     let generation = roots;
-    const byParent = new Map<string, MemRun[]>();
-    for (const r of this.runs.values()) {
-      const p = r.record.parentRunId;
-      if (p && isOpen(r.record.status)) (byParent.get(p) ?? byParent.set(p, []).get(p)!).push(r);
-    }
+    // Snapshot each parent's open children before anything closes (a generation is decided before it changes).
+    const openKids = (id: string) => [...(this.kids.get(id) ?? [])].map((k) => this.runs.get(k)!).filter((r) => isOpen(r.record.status));
     for (let g = 0; generation.length && g <= maxDepth; g++) {
       const next: MemRun[] = [];
-      for (const parent of generation) {
-        for (const child of byParent.get(parent.record.runId) ?? []) {
+      const batch = generation.map((p) => [p, openKids(p.record.runId)] as const);
+      for (const [parent, kids] of batch) {
+        for (const child of kids) {
           if (!isOpen(child.record.status)) continue;
           const policy = child.record.parentClosePolicy;
           // An abandoned child is not reached by the cascade at any depth, so it is never truncated.
@@ -425,6 +427,12 @@ export class MemoryJournal implements Journal {
       }
       generation = next;
     }
+  }
+
+  private indexChild(parentRunId: string, runId: string): void {
+    let set = this.kids.get(parentRunId);
+    if (!set) this.kids.set(parentRunId, (set = new Set()));
+    set.add(runId);
   }
 
   /** Appends an event to a closed run (only the transaction that closed it does this). */
@@ -455,7 +463,13 @@ export class MemoryJournal implements Journal {
     });
     n.record.continuedFrom = prev.runId;
     prev.continuedTo = n.record.runId;
-    for (const r of this.runs.values()) if (r.record.parentRunId === prev.runId && isOpen(r.record.status)) r.record.parentRunId = n.record.runId;
+    for (const id of [...(this.kids.get(prev.runId) ?? [])]) {
+      const r = this.runs.get(id)!;
+      if (!isOpen(r.record.status)) continue;
+      r.record.parentRunId = n.record.runId;
+      this.kids.get(prev.runId)!.delete(id);
+      this.indexChild(n.record.runId, id);
+    }
     for (const x of m.inbox) {
       n.inbox.push(x);
       n.signalIds.add(x.signalId);
@@ -519,6 +533,7 @@ export class MemoryJournal implements Journal {
     const m: MemRun = { record, events: [started], leaseToken: null, wait: NO_WAIT, inbox: [], signalIds: new Set(), cancelJournaled: false };
     this.runs.set(run.runId, m);
     this.byWorkflowId.set(run.workflowId, run.runId);
+    if (run.parentRunId) this.indexChild(run.parentRunId, run.runId);
     return m;
   }
 
@@ -563,7 +578,8 @@ export class MemoryJournal implements Journal {
     m.leaseToken = token;
     m.record.leaseOwner = owner;
     m.record.leaseExpiresAt = expiresAt;
-    return { runId: m.record.runId, owner, token, expiresAt };
+    const inboxPending = m.inbox.length > 0 || (m.record.cancelRequest !== null && !m.cancelJournaled);
+    return { runId: m.record.runId, owner, token, expiresAt, lastSeq: m.record.lastSeq, queue: m.record.queue, inboxPending };
   }
 
   private clearLease(m: MemRun): void {

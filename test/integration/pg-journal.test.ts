@@ -158,6 +158,40 @@ describe('PgJournal on PostgreSQL', () => {
     expect(redo.statements.length).toBeLessThanOrEqual(leased.statements.length + 1); // + the check of the skipped children
   });
 
+  it('concurrent closes are group-committed: one transaction for many runs, a stale lease refused alone, the parent woken once all closed', async () => {
+    const schema = await schemaForTest();
+    const clock = new ManualClock();
+    const journal = open(schema, clock, 6);
+    await journal.migrate();
+    const parent = (await journal.startRun(runOf('gp'))).run;
+    const please = (await journal.acquire(parent.runId, 'w', 60_000))!;
+    const kids = Array.from({ length: 300 }, (_, i) => runOf(`gp-${i}`, { callId: `c${i}` }));
+    const { childLeases } = await journal.commit(
+      please,
+      commitOf(1, { children: kids, wait: { ...NO_WAIT, onAllClosed: kids.map((k) => k.runId) }, release: true, leaseChildren: true }),
+    );
+    // One child's lease is taken over (it expired and another worker acquired it): its close must be refused alone.
+    const stale = childLeases[7]!;
+    await journal.release(stale);
+    const thief = (await journal.acquire(stale.runId, 'thief', 60_000))!;
+
+    const closeOf = (l: (typeof childLeases)[number]) =>
+      journal.commit(l, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: l.runId } }], close: { status: 'completed', result: l.runId } }));
+    const counted = await countStatements(() => Promise.allSettled(childLeases.map(closeOf)));
+    const outcomes = counted.result;
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason)).toEqual([expect.any(LeaseLostError)]);
+    // far fewer statements than closes: they went in a few batches
+    expect(counted.statements.length).toBeLessThan(100);
+    const closed = await journal.listChildren(parent.runId, { status: 'completed' });
+    expect(closed).toHaveLength(299);
+    expect((await journal.readEvents('gp-3')).map((e) => e.type)).toEqual(['RunStarted', 'RunCompleted']);
+    // 299 of 300 closed: the parent waits for all of them, so it is not due yet
+    expect((await journal.getRun(parent.runId))!.nextWakeupAt).toBeNull();
+    const last = await journal.commit(thief, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: 'late' } }], close: { status: 'completed', result: 'late' } }));
+    expect(last.wokeParent).toBe(parent.runId);
+    expect((await journal.getRun(parent.runId))!.nextWakeupAt).toBe(clock.now());
+  });
+
   it('a parent listening from another journal instance is woken when its child closes', async () => {
     const schema = await schemaForTest();
     const clock = new ManualClock();

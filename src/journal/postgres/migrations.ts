@@ -103,6 +103,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX inbox_pending_idx ON ${s}.inbox (run_id, seq) WHERE NOT delivered;
     `,
   },
+  {
+    version: 3,
+    name: 'count of still-open runs in wait_on_all_closed',
+    sql: (s) => `
+      -- How many runs of wait_on_all_closed are still open. Set when the wait is recorded, decremented by each of
+      -- those children's closes (under the parent's row lock); the parent is woken when it reaches 0. It replaces a
+      -- scan of the whole set on every close, which made a fan-out of N children O(N^2).
+      ALTER TABLE ${s}.runs ADD COLUMN wait_all_open integer NOT NULL DEFAULT 0;
+      UPDATE ${s}.runs r SET wait_all_open = (
+        SELECT count(*) FROM ${s}.runs c WHERE c.run_id = ANY(r.wait_on_all_closed) AND c.status IN ('running', 'blocked'))
+      WHERE cardinality(r.wait_on_all_closed) > 0;
+    `,
+  },
 ];
 
 /**

@@ -82,6 +82,7 @@ const CHILD_TIMEOUT_ERROR: SerializedError = { name: 'ChildTimeoutError', messag
  */
 export class PgJournal implements Journal {
   readonly clock: Clock;
+  private readonly closes = new GroupCommit<PendingClose, CommitResult>((batch) => this.commitCloses(batch));
   readonly pool: pg.Pool;
   readonly schema: string;
   private readonly sql: Sql;
@@ -209,8 +210,8 @@ export class PgJournal implements Journal {
     return this.sql.claimDue(this.pool, { ...o, leaseMs: Math.ceil(o.leaseMs), now: this.now() });
   }
 
-  async acquire(runId: string, owner: string, leaseMs: number): Promise<Lease | undefined> {
-    return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now());
+  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined> {
+    return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now(), queues);
   }
 
   async renew(lease: Lease, leaseMs: number): Promise<Lease> {
@@ -226,6 +227,74 @@ export class PgJournal implements Journal {
 
   async commit(lease: Lease, c: Commit): Promise<CommitResult> {
     const p = prepareCommit(c);
+    // Plain closes (a run finishing, no children, signals or policies to apply in the same step) are group-committed:
+    // many runs closing at once (a fan-out's children) share one transaction and one WAL flush.
+    if (isPlainClose(c, p)) return this.closes.add({ lease, commit: c, prepared: p });
+    return this.commitOne(lease, c, p);
+  }
+
+  /**
+   * Commits a batch of plain closes in one transaction with a constant number of statements: lock the parents, lock
+   * and fence the runs (a run whose lease is gone is refused alone, the others go on), append all events, close all
+   * runs, apply parent-close policies where a closing run still has open children, wake parents (set-based, with the
+   * wait_on_all_closed counters), notify.
+   */
+  private async commitCloses(batch: PendingClose[]): Promise<(CommitResult | Error)[]> {
+    if (batch.length === 1) {
+      const b = batch[0]!;
+      return [await this.commitOne(b.lease, b.commit, b.prepared).catch((e: Error) => e)];
+    }
+    await this.beforeWrite();
+    const ids = batch.map((b) => b.lease.runId);
+    return this.transaction(async (q) => {
+      const now = this.now();
+      await this.sql.lockParentsOf(q, ids);
+      const locked = await this.sql.lockRuns(q, ids);
+      const results: (CommitResult | Error)[] = [];
+      const ok: { b: PendingClose; lastSeq: number; parentRunId: string | null }[] = [];
+      const seen = new Set<string>();
+      for (const b of batch) {
+        const row = locked.get(b.lease.runId);
+        try {
+          if (seen.has(b.lease.runId)) throw new LeaseLostError(b.lease.runId, 'two commits of one run in one batch');
+          seen.add(b.lease.runId);
+          fence(row && { ...row, runId: b.lease.runId, depth: 0, rootRunId: '', callId: null, parentClosePolicy: 'cancel' }, b.lease, b.commit.afterSeq);
+          ok.push({ b, lastSeq: row!.lastSeq + b.prepared.events.length, parentRunId: row!.parentRunId });
+          results.push({ lastSeq: row!.lastSeq + b.prepared.events.length, childLeases: [], wokeParent: null });
+        } catch (err) {
+          results.push(err as Error);
+        }
+      }
+      const events = ok.flatMap(({ b }) => b.prepared.events.map((e, i) => ({ runId: b.lease.runId, seq: b.commit.afterSeq + i + 1, type: e.type, json: e.json })));
+      await this.sql.insertEventsMany(q, events, now);
+      const withChildren = await this.sql.closeRuns(
+        q,
+        ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson })),
+        now,
+      );
+      const stop: string[] = [];
+      for (const runId of withChildren) {
+        const b = ok.find((x) => x.b.lease.runId === runId)!.b;
+        await this.cascade(q, [runId], b.prepared.maxChildDepth, 'parent_cancelled', now, { stop });
+      }
+      const woke = new Set(
+        await this.sql.wakeParents(
+          q,
+          ok.filter((x) => x.parentRunId).map(({ b, parentRunId }) => ({ parentRunId: parentRunId!, childRunId: b.lease.runId, failed: b.prepared.close!.status !== 'completed' })),
+          now,
+        ),
+      );
+      await this.sql.notify(q, [...woke], stop);
+      ok.forEach(({ b, parentRunId }) => {
+        const i = batch.indexOf(b);
+        const r = results[i] as CommitResult;
+        if (parentRunId && woke.has(parentRunId)) r.wokeParent = parentRunId;
+      });
+      return results;
+    }).catch((err: Error) => batch.map(() => err));
+  }
+
+  private async commitOne(lease: Lease, c: Commit, p: PreparedCommit): Promise<CommitResult> {
     await this.beforeWrite();
     return this.transaction(async (q) => {
       const now = this.now();
@@ -552,6 +621,62 @@ export class PgJournal implements Journal {
 }
 
 /** The fence: the writer must hold the run's current lease token and have read up to its last seq. */
+interface PendingClose {
+  lease: Lease;
+  commit: Commit;
+  prepared: PreparedCommit;
+}
+
+/** A close with nothing else to do in its transaction: no children, signals, policies on timed-out children, inbox. */
+function isPlainClose(c: Commit, p: PreparedCommit): boolean {
+  return !!c.close && !c.close.next && !c.block && !p.children.length && !p.signals.length && !p.closeChildren.length && !p.received.length && !p.cancelJournaled;
+}
+
+/**
+ * Group commit: callers add items and await their own result; items that arrive while a batch is being written wait
+ * and go together in the next one. One batch is in flight at a time, so under load batches grow by themselves and
+ * an idle system pays only a setImmediate of latency.
+ */
+export class GroupCommit<T, R> {
+  private queue: { item: T; resolve: (r: R) => void; reject: (e: Error) => void }[] = [];
+  private draining = false;
+  constructor(
+    private readonly write: (items: T[]) => Promise<(R | Error)[]>,
+    private readonly maxBatch = 500,
+  ) {}
+
+  add(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (!this.draining) {
+        this.draining = true;
+        setImmediate(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        let out: (R | Error)[];
+        try {
+          out = await this.write(batch.map((b) => b.item));
+        } catch (err) {
+          out = batch.map(() => err as Error);
+        }
+        batch.forEach((b, i) => {
+          const r = out[i];
+          if (r instanceof Error) b.reject(r);
+          else b.resolve(r as R);
+        });
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+}
+
 function fence(run: LockedRun | undefined, lease: Lease, afterSeq: number): LockedRun {
   if (!run) throw new UnknownRunError(lease.runId);
   if (run.leaseToken !== lease.token) throw new LeaseLostError(lease.runId);

@@ -68,7 +68,7 @@ const OPEN = `('running', 'blocked')`;
 
 /** What a run closed from outside loses: its wait, its lease, its cancel request. */
 const CLEARED = `next_wakeup_at = NULL,
-         wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
+         wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false, wait_all_open = 0,
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
          cancel_reason = NULL, cancel_deadline = NULL, cancel_requested_at = NULL, cancel_journaled = false`;
 
@@ -104,6 +104,9 @@ interface LeaseRow {
   lease_owner: string;
   lease_token: string;
   lease_expires_at: string;
+  last_seq?: number;
+  queue?: string;
+  inbox_pending?: boolean;
 }
 
 // node-postgres returns bigint as a string (it may exceed 2^53); epoch milliseconds never do.
@@ -139,7 +142,15 @@ function toRun(r: RunRow): RunRecord {
   };
 }
 
-const toLease = (r: LeaseRow): Lease => ({ runId: r.run_id, owner: r.lease_owner, token: r.lease_token, expiresAt: Number(r.lease_expires_at) });
+const toLease = (r: LeaseRow): Lease => ({
+  runId: r.run_id,
+  owner: r.lease_owner,
+  token: r.lease_token,
+  expiresAt: Number(r.lease_expires_at),
+  ...(r.last_seq !== undefined ? { lastSeq: r.last_seq } : {}),
+  ...(r.queue !== undefined ? { queue: r.queue } : {}),
+  ...(r.inbox_pending !== undefined ? { inboxPending: r.inbox_pending } : {}),
+});
 
 /** The row of a run locked for a commit: what the fence and the children need. */
 export interface LockedRun {
@@ -394,7 +405,7 @@ export class Sql {
          LIMIT $5
          FOR UPDATE SKIP LOCKED
        )
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at`,
+       RETURNING run_id, lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, ${this.inboxPendingOf('runs')} AS inbox_pending`,
       [o.owner, o.now, o.leaseMs, o.queues, o.limit],
     );
     // RETURNING has no order: hand the leases out oldest due first, shallowest first, like the memory journal.
@@ -408,15 +419,22 @@ export class Sql {
     return rows.map(toLease);
   }
 
-  async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number): Promise<Lease | undefined> {
+  async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number, queues?: string[]): Promise<Lease | undefined> {
     const r = await q.query<LeaseRow>(
       `UPDATE ${this.s}.runs
        SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
        WHERE run_id = $1 AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at`,
-      [runId, owner, now, leaseMs],
+         AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
+       RETURNING run_id, lease_owner, lease_token, lease_expires_at, last_seq, queue, ${this.inboxPendingOf('runs')} AS inbox_pending`,
+      [runId, owner, now, leaseMs, queues ?? null],
     );
     return r.rows[0] && toLease(r.rows[0]);
+  }
+
+  /** Whether signals or an unjournaled cancel request wait for the run (`t`: the runs table's alias). */
+  private inboxPendingOf(t: string): string {
+    return `(EXISTS (SELECT 1 FROM ${this.s}.inbox i WHERE i.run_id = ${t}.run_id AND NOT i.delivered)
+             OR (${t}.cancel_requested_at IS NOT NULL AND NOT ${t}.cancel_journaled))`;
   }
 
   /** Returns the new expiry, or undefined when the token no longer holds the run. */
@@ -619,21 +637,21 @@ export class Sql {
          wait_on_close = $4::text[],
          wait_on_failure = $5::text[],
          wait_on_all_closed = $6::text[],
+         wait_all_open = ao.n,
          wait_busy = $7::boolean,
          next_wakeup_at = CASE
            WHEN $7::boolean THEN $8::bigint
            WHEN ${pending} THEN $8::bigint
            WHEN EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($4::text[]) AND c.status NOT IN ('running', 'blocked'))
              OR EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($5::text[]) AND c.status NOT IN ('running', 'blocked', 'completed'))
-             OR (cardinality($6::text[]) > 0 AND NOT EXISTS (
-                   SELECT 1 FROM unnest($6::text[]) AS w(id)
-                   WHERE NOT EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = w.id AND c.status NOT IN ('running', 'blocked'))))
+             OR (cardinality($6::text[]) > 0 AND ao.n = 0)
              THEN $8::bigint
            ELSE $3::bigint
          END,
          lease_owner = CASE WHEN $9::boolean THEN NULL ELSE r.lease_owner END,
          lease_token = CASE WHEN $9::boolean THEN NULL ELSE r.lease_token END,
          lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END
+       FROM (SELECT count(*)::int AS n FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) AS ao
        WHERE r.run_id = $1
        RETURNING ${pending.replace('$10::boolean', 'false')} AS announce`,
       [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release, a.cancelJournaled],
@@ -678,22 +696,90 @@ export class Sql {
    * wake-up gets `now`, and one already due earlier keeps its earlier time. Returns whether the parent was woken.
    */
   async wakeParent(q: Queryable, a: { parentRunId: string; childRunId: string; failed: boolean; now: number }): Promise<boolean> {
-    const r = await q.query(
-      `WITH woke AS (
-         UPDATE ${this.s}.runs p SET next_wakeup_at = LEAST(p.next_wakeup_at, $3::bigint)
-         WHERE p.run_id = $1 AND p.status IN ('running', 'blocked') AND (
-           $2 = ANY(p.wait_on_close)
-           OR ($4::boolean AND $2 = ANY(p.wait_on_failure))
-           OR ($2 = ANY(p.wait_on_all_closed) AND NOT EXISTS (
-                 SELECT 1 FROM unnest(p.wait_on_all_closed) AS w(id)
-                 WHERE NOT EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = w.id AND c.status NOT IN ('running', 'blocked'))))
-         )
-         RETURNING p.run_id
+    const woke = await this.wakeParents(q, [{ parentRunId: a.parentRunId, childRunId: a.childRunId, failed: a.failed }], a.now);
+    if (woke.length) await this.notify(q, woke);
+    return woke.length === 1;
+  }
+
+  /**
+   * The set-based form, for a batch of closes (several may share a parent): each parent's count of open runs in
+   * wait_on_all_closed drops by its closing children in that set, and the parent is made due when a child is in
+   * wait_on_close, a failed one in wait_on_failure, or the count reaches 0. Returns the parents woken (not notified).
+   */
+  async wakeParents(q: Queryable, closes: { parentRunId: string; childRunId: string; failed: boolean }[], now: number): Promise<string[]> {
+    if (!closes.length) return [];
+    const r = await q.query<{ run_id: string }>(
+      `WITH c AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[]) AS c(parent_id, child_id, failed)
+       ), agg AS (
+         SELECT p.run_id,
+                count(*) FILTER (WHERE c.child_id = ANY(p.wait_on_all_closed))::int AS all_hits,
+                bool_or(c.child_id = ANY(p.wait_on_close) OR (c.failed AND c.child_id = ANY(p.wait_on_failure))) AS direct
+         FROM ${this.s}.runs p JOIN c ON c.parent_id = p.run_id
+         WHERE p.status IN ${OPEN}
+         GROUP BY p.run_id
+       ), upd AS (
+         UPDATE ${this.s}.runs p SET
+           wait_all_open = p.wait_all_open - agg.all_hits,
+           next_wakeup_at = CASE
+             WHEN agg.direct OR (agg.all_hits > 0 AND p.wait_all_open - agg.all_hits <= 0) THEN LEAST(p.next_wakeup_at, $4::bigint)
+             ELSE p.next_wakeup_at END
+         FROM agg
+         WHERE p.run_id = agg.run_id AND (agg.direct OR agg.all_hits > 0)
+         RETURNING p.run_id, (agg.direct OR (agg.all_hits > 0 AND p.wait_all_open <= 0)) AS woke
        )
-       SELECT run_id, pg_notify($5, run_id) FROM woke`,
-      [a.parentRunId, a.childRunId, a.now, a.failed, this.channel],
+       SELECT run_id FROM upd WHERE woke`,
+      [closes.map((c) => c.parentRunId), closes.map((c) => c.childRunId), closes.map((c) => c.failed), now],
     );
-    return r.rowCount === 1;
+    return r.rows.map((x) => x.run_id);
+  }
+
+  /** Locks the parents of these runs (parent before child), in run id order so concurrent batches never deadlock. */
+  async lockParentsOf(q: Queryable, runIds: string[]): Promise<void> {
+    await q.query(
+      `SELECT p.run_id FROM ${this.s}.runs p
+       WHERE p.run_id IN (SELECT c.parent_run_id FROM ${this.s}.runs c WHERE c.run_id = ANY($1::text[]) AND c.parent_run_id IS NOT NULL)
+       ORDER BY p.run_id FOR UPDATE OF p`,
+      [runIds],
+    );
+  }
+
+  /** Locks these runs (after their parents), in run id order; the caller fences each against its lease. */
+  async lockRuns(q: Queryable, runIds: string[]): Promise<Map<string, { status: RunStatus; leaseToken: string | null; lastSeq: number; parentRunId: string | null }>> {
+    const r = await q.query<{ run_id: string; status: RunStatus; lease_token: string | null; last_seq: number; parent_run_id: string | null }>(
+      `SELECT run_id, status, lease_token, last_seq, parent_run_id FROM ${this.s}.runs
+       WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE`,
+      [runIds],
+    );
+    return new Map(r.rows.map((x) => [x.run_id, { status: x.status, leaseToken: x.lease_token, lastSeq: x.last_seq, parentRunId: x.parent_run_id }]));
+  }
+
+  /** Appends the events of several runs in one statement: (run id, seq, type, payload) rows. */
+  async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number): Promise<void> {
+    if (!rows.length) return;
+    await q.query(
+      `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+       SELECT e.run_id, e.seq, e.type, e.payload::json, $5 FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[]) AS e(run_id, seq, type, payload)`,
+      [rows.map((r) => r.runId), rows.map((r) => r.seq), rows.map((r) => r.type), rows.map((r) => r.json), now],
+    );
+  }
+
+  /** Closes several runs in one statement; returns those that have open children (their policies then apply). */
+  async closeRuns(
+    q: Queryable,
+    rows: { runId: string; lastSeq: number; status: ClosedStatus; resultJson: string; errorJson: string | null }[],
+    now: number,
+  ): Promise<string[]> {
+    if (!rows.length) return [];
+    const r = await q.query<{ run_id: string; open_children: boolean }>(
+      `UPDATE ${this.s}.runs r SET
+         status = v.status, result = v.result::json, error = v.error::json, closed_at = $6, last_seq = v.last_seq, ${CLEARED}
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[]) AS v(run_id, status, result, error, last_seq)
+       WHERE r.run_id = v.run_id
+       RETURNING r.run_id, EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.parent_run_id = r.run_id AND c.status IN ${OPEN}) AS open_children`,
+      [rows.map((x) => x.runId), rows.map((x) => x.status), rows.map((x) => x.resultJson), rows.map((x) => x.errorJson), rows.map((x) => x.lastSeq), now],
+    );
+    return r.rows.filter((x) => x.open_children).map((x) => x.run_id);
   }
 
   // ---- continue-as-new ----
