@@ -77,6 +77,12 @@ export class Worker {
   private lastPollAt: number | null = null;
   private lastError: string | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** The lease each active run was handed over with (a lease keeps its token while its actor lives). */
+  private readonly leases = new Map<string, Lease>();
+  /** Consecutive failed activations per run, for the backoff before such a run is given back (see onEnded). */
+  private readonly failures = new Map<string, number>();
+  /** Consecutive failed polls (the database is unreachable): polling backs off while this is > 0. */
+  private pollFailures = 0;
 
   constructor(options: WorkerOptions) {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -203,10 +209,11 @@ export class Worker {
 
   private runLease(lease: Lease, fresh?: FreshRun): void {
     if (this.state !== 'running') {
-      void this.journal.release(lease);
+      this.releaseQuietly(lease);
       return;
     }
     this.active.add(lease.runId);
+    this.leases.set(lease.runId, lease);
     this.system.send(fresh ? { type: 'RUN', lease, fresh } : { type: 'RUN', lease });
   }
 
@@ -218,9 +225,8 @@ export class Worker {
     }
     this.acquiring.add(runId);
     try {
-      const run = await this.journal.getRun(runId);
-      if (!run || run.status !== 'running' || !this.queues.includes(run.queue)) return;
-      const lease = await this.journal.acquire(runId, this.workerId, this.leaseMs);
+      // One statement: the journal checks the run is open, free and on our queues, and says what the actor needs.
+      const lease = await this.journal.acquire(runId, this.workerId, this.leaseMs, this.queues);
       if (lease) this.runLease(lease);
     } catch (err) {
       this.noteError(err);
@@ -234,10 +240,13 @@ export class Worker {
     const elsewhere: string[] = [];
     const specs = new Map(created.map((c) => [c.runId, c]));
     for (const l of result.childLeases) {
-      if (this.capacityLeft() > 0) this.runLease(l, specs.get(l.runId));
+      const spec = specs.get(l.runId);
+      // The journal leases every new child to the parent's worker; a child routed to a queue this worker does not
+      // serve is not ours to run, so it goes back at once like the overflow (the workers of its queue claim it).
+      if (this.capacityLeft() > 0 && (!spec || this.queues.includes(spec.queue))) this.runLease(l, spec);
       else {
         // Due now: another worker (or our next poll) takes it.
-        void this.journal.release(l);
+        this.releaseQuietly(l);
         elsewhere.push(l.runId);
       }
     }
@@ -265,7 +274,25 @@ export class Worker {
   private onEnded(runId: string, reason: RunEndReason, wakePending: boolean): void {
     this.active.delete(runId);
     this.ended[reason]++;
-    if (reason === 'failed') this.schedulePoll(this.pollIntervalMs);
+    const lease = this.leases.get(runId);
+    this.leases.delete(runId);
+    if (reason === 'failed') {
+      // The activation failed on something other than a lost lease or bad workflow code (those end as 'lost' and
+      // 'blocked'): typically the database went away mid-activation (restart, failover, network). The run is still
+      // leased to us but nothing here runs it any more, and whatever its in-process activities produce is dropped
+      // (they may run again: at-least-once). Give the lease back after a per-run backoff (100 ms, doubling, at most
+      // the lease period), retrying while the database is unreachable, so that this or another worker resumes the
+      // run from its journal as soon as the database is back, rather than only when the lease expires. A run that
+      // fails again and again is retried less and less often. The fence makes a late release harmless: it only
+      // clears the lease if it still carries our token.
+      const n = (this.failures.get(runId) ?? 0) + 1;
+      if (this.failures.size > 10_000) this.failures.clear();
+      this.failures.set(runId, n);
+      if (lease) this.giveBackLater(lease, Math.min(this.leaseMs, 100 * 2 ** Math.min(n - 1, 20)));
+      this.schedulePoll(this.pollIntervalMs);
+    } else {
+      this.failures.delete(runId);
+    }
     // News arrived while the actor was busy: take the run again (after 'lost' too: a graceful cancel voids the lease
     // and wakes the run; if someone else holds it or it has closed, the acquire simply fails).
     if ((wakePending && reason === 'suspended') || reason === 'lost') void this.tryAcquire(runId);
@@ -282,6 +309,8 @@ export class Worker {
 
   private schedulePoll(delay: number): void {
     if (this.state !== 'running') return;
+    // While the database is unreachable nothing polls faster than the backoff, whatever asked for a poll.
+    if (this.pollFailures > 0) delay = Math.max(delay, this.pollBackoffMs());
     if (this.polling) {
       this.pollAgain = true;
       return;
@@ -296,6 +325,7 @@ export class Worker {
     this.polling = true;
     this.pollAgain = false;
     let full = false;
+    let failed = false;
     try {
       const limit = this.capacityLeft();
       if (limit > 0) {
@@ -309,10 +339,52 @@ export class Worker {
       this.lastError = null;
     } catch (err) {
       this.noteError(err);
+      failed = true;
     } finally {
       this.polling = false;
     }
+    this.pollFailures = failed ? this.pollFailures + 1 : 0;
     this.schedulePoll(full ? 0 : this.pollIntervalMs);
+  }
+
+  /**
+   * The delay before the next poll after `pollFailures` failed ones in a row: the poll interval, doubling, capped at
+   * 5 s (or the poll interval if longer), with jitter so that workers do not all come back at the same instant when
+   * a database restarts.
+   */
+  private pollBackoffMs(): number {
+    const cap = Math.max(this.pollIntervalMs, 5000);
+    const base = Math.min(cap, this.pollIntervalMs * 2 ** Math.min(this.pollFailures - 1, 20));
+    return Math.round(base * (0.75 + Math.random() * 0.5));
+  }
+
+  /** Gives a lease back without waiting; a failure (database unreachable) only costs the time until it expires. */
+  private releaseQuietly(lease: Lease): void {
+    this.journal.release(lease).catch((err: unknown) => this.noteError(err));
+  }
+
+  /**
+   * Gives the lease of a run whose actor failed back after `delayMs`, retrying with backoff while the database is
+   * unreachable, until the lease must have expired anyway (one lease period after the failure).
+   */
+  private giveBackLater(lease: Lease, delayMs: number): void {
+    const giveUpAt = Date.now() + this.leaseMs;
+    const attempt = (wait: number) => {
+      const t = setTimeout(() => {
+        if (this.state === 'stopped' || this.active.has(lease.runId)) return; // stopped, or already running here again
+        this.journal.release(lease).then(
+          () => this.schedulePoll(0),
+          (err: unknown) => {
+            // quietly: the failed activation and the poll have said already that the database is unreachable
+            this.lastError = err instanceof Error ? err.message : String(err);
+            this.log.debug({ err, runId: lease.runId }, 'giving back the lease of a failed run: will retry');
+            if (Date.now() + wait * 2 < giveUpAt) attempt(Math.min(wait * 2, 2000));
+          },
+        );
+      }, wait);
+      t.unref?.();
+    };
+    attempt(delayMs);
   }
 
   private noteError(err: unknown): void {
