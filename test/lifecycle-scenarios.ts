@@ -13,6 +13,7 @@ import {
   startChild,
   waitForSignal,
   workflow,
+  type WorkflowDef,
 } from '../src/index.js';
 import type { Journal } from '../src/journal/journal.js';
 import { Worker, type WorkerOptions } from '../src/worker/worker.js';
@@ -224,6 +225,80 @@ export function describeLifecycle(name: string, makeJournal: MakeLifecycleJourna
         const last = runs.find((r) => r.status === 'completed')!;
         expect(out.runId).toBe(last.runId);
         expect(runs.every((r) => r.callId === out.callId && r.workflowId === runs[0]!.workflowId)).toBe(true);
+      });
+    });
+
+    describe('parent-close policy, every way a parent closes', () => {
+      // The parent starts one child per policy, then closes in one of five ways; each open child must follow its
+      // policy, and the parent's journal must say so (one ParentClosePolicyApplied per child).
+      const ways = ['completed', 'failed', 'cancelled', 'terminated', 'timed_out'] as const;
+      for (const way of ways) {
+        it(`when the parent ${way === 'completed' ? 'completes' : way === 'failed' ? 'fails' : `is ${way.replace('_', ' ')}`}`, async () => {
+          const parent = workflow(`closer_${way}`, function* (how: string) {
+            yield* startChild(waiter, null, { id: 'c' });
+            yield* startChild(waiter, null, { id: 't', parentClosePolicy: 'terminate' });
+            yield* startChild(waiter, null, { id: 'a', parentClosePolicy: 'abandon' });
+            if (how === 'completed') return 'done';
+            if (how === 'failed') throw new Error('parent failed');
+            return yield* waitForSignal('never');
+          });
+          const { client, journal } = await setup([parent, waiter]);
+          const ref = await client.start(parent, way, way === 'timed_out' ? { executionTimeoutMs: 150 } : {});
+          await until(async () => (await journal.listChildren(ref.runId)).length === 3);
+          if (way === 'cancelled') await client.cancel(ref.runId, 'stop', { graceMs: 0 });
+          if (way === 'terminated') await client.terminate(ref.runId, 'stop');
+          await until(async () => (await journal.getRun(ref.runId))!.status === way);
+          const kids = Object.fromEntries((await journal.listChildren(ref.runId)).map((k) => [k.workflowId.split('/').pop(), k.status]));
+          expect(kids).toEqual({ c: 'cancelled', t: 'terminated', a: 'running' });
+          const applied = (await journal.readEvents(ref.runId)).filter((e) => e.type === 'ParentClosePolicyApplied');
+          expect(applied.map((e) => (e.payload as { policy: string }).policy).sort()).toEqual(['abandon', 'cancel', 'terminate']);
+        });
+      }
+    });
+
+    describe('continue-as-new across a worker restart', () => {
+      it('a chain that continues while its worker is replaced still gives the parent the final result', async () => {
+        const ticker = workflow('ticker', function* (n: number) {
+          yield* sleep(40);
+          if (n < 4) return yield* continueAsNew(n + 1);
+          return `tick ${n}`;
+        });
+        const parent = workflow('tickerParent', function* (_: null) {
+          return yield* child(ticker, 0, { id: 't' });
+        });
+        const { journal, client, worker } = await setup([parent, ticker]);
+        const ref = await client.start(parent, null);
+        await until(async () => (await journal.listChildren(ref.runId)).length >= 2);
+        await worker.shutdown();
+        // a new worker (a restarted process) takes over: it has no cached engine, so everything is rebuilt by replay
+        const next = new Worker({ workflows: [parent, ticker], journal, logger: silent, pollIntervalMs: 10 });
+        workers.push(next);
+        next.start();
+        expect(await client.result(ref, { timeoutMs: 10_000 })).toBe('tick 4');
+        expect((await journal.listChildren(ref.runId)).filter((r) => r.status === 'continued')).toHaveLength(4);
+      });
+    });
+
+    describe('cancelling a live tree', () => {
+      it('cancels every run of a 40-run tree and stops every actor (W3 in small)', async () => {
+        const node: WorkflowDef<number, string> = workflow('treeNode', function* (depth: number): Generator<any, string, any> {
+          if (depth < 3) for (let i = 0; i < 3; i++) yield* startChild(node, depth + 1, { id: `n${i}` });
+          return yield* waitForSignal('never');
+        });
+        const { journal, client, worker } = await setup([node]);
+        const ref = await client.start(node, 0);
+        const all = async () => {
+          const out = [ref.runId];
+          for (let i = 0; i < out.length; i++) out.push(...(await journal.listChildren(out[i]!)).map((r) => r.runId));
+          return out;
+        };
+        await until(async () => (await all()).length === 40);
+        await until(async () => worker.health().activeRuns === 0);
+        const result = await client.cancel(ref.runId, 'tree', { graceMs: 0 });
+        expect(result.closed).toHaveLength(39);
+        for (const id of await all()) expect((await journal.getRun(id))!.status).toBe('cancelled');
+        // the worker learns through the stop notification: no actor, no cached engine of the tree is left
+        await until(async () => worker.health().cachedEngines === 0 && worker.health().activeRuns === 0, 2000);
       });
     });
 

@@ -86,6 +86,13 @@ export interface ChildOptions<O = unknown> {
    * exponential backoff. Default: no retry. Attempt n > 1 gets workflow id `${workflowId}~${n}`.
    */
   retry?: RetryPolicy;
+  /**
+   * Wait until the child has really stopped before the parent goes on after cancelling it (timeout, close). skein
+   * always does: a child closed by its parent is closed in the same transaction that decides it, and its worker's
+   * later writes are refused (fenced), so the parent never resumes before the child's workflow has stopped. An
+   * activity function the child was running is not interrupted (JavaScript cannot preempt it); its result is dropped.
+   */
+  waitForCancellation?: boolean;
 }
 
 /** A started child. `result()` waits for it; the ids are stable across replays. */
