@@ -283,7 +283,7 @@ export function describeLifecycle(name: string, makeJournal: MakeLifecycleJourna
       it('cancels every run of a 40-run tree and stops every actor (W3 in small)', async () => {
         const node: WorkflowDef<number, string> = workflow('treeNode', function* (depth: number): Generator<any, string, any> {
           if (depth < 3) for (let i = 0; i < 3; i++) yield* startChild(node, depth + 1, { id: `n${i}` });
-          return yield* waitForSignal('never');
+          return yield* waitForSignal<string>('never');
         });
         const { journal, client, worker } = await setup([node]);
         const ref = await client.start(node, 0);
