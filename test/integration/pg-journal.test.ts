@@ -239,7 +239,7 @@ describe('PgJournal on PostgreSQL', () => {
     const a = open(schema, clock, 6);
     const b = open(schema, clock, 6);
     await a.migrate();
-    for (let round = 0; round < 25; round++) {
+    for (let round = 0; round < Number(process.env.SKEIN_RACE_ROUNDS ?? 25); round++) {
       const parent = (await a.startRun(runOf(`p${round}`))).run;
       const lease = (await a.acquire(parent.runId, 'pw', 60_000))!;
       const kids = [0, 1, 2].map((i) => runOf(`p${round}-${i}`));

@@ -242,7 +242,7 @@ export class PgJournal implements Journal {
   private async commitCloses(batch: PendingClose[]): Promise<(CommitResult | Error)[]> {
     if (batch.length === 1) {
       const b = batch[0]!;
-      return [await this.commitOne(b.lease, b.commit, b.prepared).catch((e: Error) => e)];
+      return [await this.closeAlone(b).catch((e: Error) => e)];
     }
     await this.beforeWrite();
     const ids = batch.map((b) => b.lease.runId);
@@ -292,6 +292,29 @@ export class PgJournal implements Journal {
       });
       return results;
     }).catch((err: Error) => batch.map(() => err));
+  }
+
+  /** A plain close on its own: one statement, one round trip (see Sql.closeAlone). */
+  private async closeAlone(b: PendingClose): Promise<CommitResult> {
+    await this.beforeWrite();
+    const { lease, commit: c, prepared: p } = b;
+    const r = await this.sql.closeAlone(this.pool, {
+      runId: lease.runId,
+      token: lease.token,
+      afterSeq: c.afterSeq,
+      now: this.now(),
+      events: p.events,
+      status: p.close!.status,
+      resultJson: p.close!.resultJson,
+      errorJson: p.close!.errorJson,
+    });
+    if (r.written) return { lastSeq: c.afterSeq + p.events.length, childLeases: [], wokeParent: r.woke };
+    // Open children to close by policy: the general path does that in its transaction. Anything else is the fence.
+    if (r.me && r.me.has_kids && r.me.lease_token === lease.token && r.me.status === 'running' && r.me.last_seq === c.afterSeq) {
+      return this.commitOne(lease, c, p);
+    }
+    fence(r.me ? { runId: lease.runId, status: r.me.status, leaseToken: r.me.lease_token, lastSeq: r.me.last_seq, depth: 0, rootRunId: '', parentRunId: null, callId: null, parentClosePolicy: 'cancel' } : undefined, lease, c.afterSeq);
+    throw new LeaseLostError(lease.runId);
   }
 
   private async commitOne(lease: Lease, c: Commit, p: PreparedCommit): Promise<CommitResult> {

@@ -734,6 +734,60 @@ export class Sql {
     return r.rows.map((x) => x.run_id);
   }
 
+  /**
+   * A plain close as ONE statement (its own transaction: one round trip, one WAL flush): lock the parent, then the
+   * run; fence it (token, status, journal head) and check it has no open children (those need the parent-close
+   * cascade: the caller then takes the general path); append the events, close the run, update the parent's wait
+   * counter and wake it per its stored wait, notify. Nothing is written unless the fence holds.
+   */
+  async closeAlone(
+    q: Queryable,
+    a: { runId: string; token: string; afterSeq: number; now: number; events: Array<{ type: string; json: string }>; status: ClosedStatus; resultJson: string; errorJson: string | null },
+  ): Promise<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean } | null; woke: string | null }> {
+    const r = await q.query<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean } | null; woke: string | null }>(
+      `WITH parent AS (
+         SELECT p.run_id FROM ${this.s}.runs p
+         WHERE p.run_id = (SELECT c.parent_run_id FROM ${this.s}.runs c WHERE c.run_id = $1) FOR UPDATE OF p
+       ), me AS (
+         SELECT r.run_id, r.status, r.lease_token, r.last_seq, r.parent_run_id,
+                EXISTS (SELECT 1 FROM ${this.s}.runs k WHERE k.parent_run_id = r.run_id AND k.status IN ${OPEN}) AS has_kids
+         FROM ${this.s}.runs r WHERE r.run_id = $1 AND (SELECT count(*) FROM parent) >= 0 FOR UPDATE OF r
+       ), ok AS (
+         SELECT * FROM me WHERE lease_token = $2 AND status = 'running' AND last_seq = $3 AND NOT has_kids
+       ), ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT ok.run_id, $3 + e.ord, e.type, e.payload::json, $4 FROM ok, unnest($5::text[], $6::text[]) WITH ORDINALITY AS e(type, payload, ord)
+       ), cl AS (
+         UPDATE ${this.s}.runs r SET status = $7, result = $8::json, error = $9::json, closed_at = $4,
+           last_seq = $3 + cardinality($5::text[]), ${CLEARED}
+         FROM ok WHERE r.run_id = ok.run_id
+         RETURNING r.run_id
+       ), wake AS (
+         -- The statement's snapshot may predate a wait the parent committed while we waited for its lock. The WHERE
+         -- therefore only names the row (true in every version), so the update is re-applied to the newest version
+         -- (READ COMMITTED re-evaluation), and every condition on the wait lives in the SET list, evaluated on it.
+         UPDATE ${this.s}.runs p SET
+           wait_all_open = CASE WHEN p.status IN ${OPEN} AND $1 = ANY(p.wait_on_all_closed) THEN p.wait_all_open - 1 ELSE p.wait_all_open END,
+           next_wakeup_at = CASE
+             WHEN p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND $1 = ANY(p.wait_on_failure)) OR ($1 = ANY(p.wait_on_all_closed) AND p.wait_all_open <= 1))
+             THEN LEAST(p.next_wakeup_at, $4::bigint) ELSE p.next_wakeup_at END
+         FROM ok
+         WHERE p.run_id = ok.parent_run_id
+         RETURNING p.run_id,
+           (p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND $1 = ANY(p.wait_on_failure)) OR ($1 = ANY(p.wait_on_all_closed) AND p.wait_all_open <= 0))) AS woke
+       ), n AS (
+         SELECT pg_notify($11, run_id) FROM wake WHERE woke
+       )
+       SELECT EXISTS (SELECT 1 FROM cl) AS written,
+              (SELECT json_build_object('status', me.status, 'lease_token', me.lease_token, 'last_seq', me.last_seq, 'has_kids', me.has_kids) FROM me) AS me,
+              (SELECT run_id FROM wake WHERE woke) AS woke,
+              (SELECT count(*) FROM n) AS notified`,
+      [a.runId, a.token, a.afterSeq, a.now, a.events.map((e) => e.type), a.events.map((e) => e.json), a.status, a.resultJson, a.errorJson, a.status !== 'completed', this.channel],
+    );
+    const row = r.rows[0]!;
+    return { written: row.written, me: row.me, woke: row.woke };
+  }
+
   /** Locks the parents of these runs (parent before child), in run id order so concurrent batches never deadlock. */
   async lockParentsOf(q: Queryable, runIds: string[]): Promise<void> {
     await q.query(
