@@ -116,6 +116,19 @@ export const MIGRATIONS: readonly Migration[] = [
       WHERE cardinality(r.wait_on_all_closed) > 0;
     `,
   },
+  {
+    version: 4,
+    name: 'HOT-friendly runs: due index without a status predicate, fillfactor 80',
+    sql: (s) => `
+      -- Only open runs have a next_wakeup_at (every close and block clears it), so the due index needs no predicate on
+      -- status. With status out of every index, closing a waiting run (a cancel cascade flips hundreds at once)
+      -- changes no indexed column and can be a heap-only-tuple update, which the free space left by fillfactor 80
+      -- makes likely: no index entries to write.
+      DROP INDEX ${s}.runs_due_idx;
+      CREATE INDEX runs_due_idx ON ${s}.runs (queue, next_wakeup_at) WHERE next_wakeup_at IS NOT NULL;
+      ALTER TABLE ${s}.runs SET (fillfactor = 80);
+    `,
+  },
 ];
 
 /**
