@@ -68,6 +68,8 @@ async function main(argv: string[]): Promise<number> {
     ...(values['worker-id'] ? { workerId: values['worker-id'] } : {}),
     ...(wakeBus ? { wakeBus } : {}),
   });
+  // Health on demand: `kill -USR2 <pid>` prints one JSON line (state, active runs, cached engines, errors).
+  process.on('SIGUSR2', () => process.stdout.write(`skein-health ${JSON.stringify(worker.health())}\n`));
   await worker.run({ handleSignals: true });
   await wakeBus?.close();
   await opened.close();
