@@ -35,7 +35,10 @@ export class RunSlot {
   send(event: RunEvent): void {
     if (this.actor) {
       const a = this.actor;
-      queueMicrotask(() => a.send(event));
+      // The actor may reach its final state before the microtask runs; a stopped actor gets nothing.
+      queueMicrotask(() => {
+        if (a.getSnapshot().status === 'active') a.send(event);
+      });
     } else this.queued.push(event);
   }
   attach(actor: RunActorRef): void {

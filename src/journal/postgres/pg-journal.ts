@@ -124,6 +124,11 @@ export class PgJournal implements Journal {
       // process. The next query simply gets a fresh connection.
       this.pool.on('error', () => {});
     }
+    // A connection the server terminates (a restart, pg_terminate_backend) can emit more than one 'error'; pg-pool
+    // listens only once per query, and not at all between the statements of a checked-out client. The failure
+    // reaches whoever was using the connection through its query; a permanent listener keeps any further emission
+    // from becoming an uncaught exception that would bring the whole worker down.
+    this.pool.on('connect', (client) => client.on('error', () => {}));
   }
 
   async migrate(): Promise<void> {
