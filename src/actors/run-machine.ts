@@ -256,7 +256,10 @@ export const runMachine = setup({
     services: input.services,
     report: input.report,
     engine: null,
-    work: new LocalWork(() => self.send({ type: 'ACTIVITY_DONE' })),
+    // An activity can finish after its run's actor has ended (closed from outside, lease lost): nobody to tell then.
+    work: new LocalWork(() => {
+      if (self.getSnapshot().status === 'active') self.send({ type: 'ACTIVITY_DONE' });
+    }),
     wakePending: false,
     checkInbox: false,
     activations: 0,

@@ -139,7 +139,8 @@ describe('guide (b): a saga with a compensation bug', () => {
     const err = await fuzzWorkflow(tripBuggy, { ...allOrNothing, numRuns: 200 }).catch((e) => e);
     expect(err).toBeInstanceOf(FuzzFailure);
     expect(err.caseError.reason).toBe('check');
-    expect(err.message).toMatch(/the check failed: the trip failed but (hotel|car) is left booked/);
+    // Which legs stay booked depends on the case fast-check finds and how far it shrinks (usually one leg).
+    expect(err.message).toMatch(/the check failed: the trip failed but (hotel|car)(, (hotel|car))? (is|are) left booked/);
     // Shrunk to a short case (usually two legs): a leg books fine, then an earlier leg of the itinerary is sold out.
     const legs = err.caseError.input as string[];
     expect(legs.length).toBeGreaterThanOrEqual(2);
