@@ -10,13 +10,14 @@ import { block, freshEngine, loadEngine, step, type RunHost, type StepResult } f
 /**
  * The run actor: one XState actor per active run, driving its generator through activations.
  *
- *   loading ──> activating ──> closed | blocked        (final: the run is over, or needs an operator)
- *                  │   ^
- *                  v   │  ACTIVITY_DONE / WAKE
- *               working  (holds the lease while activities run here; renews it)
- *                  │
- *                  v
- *              suspended  (final: lease released, live engine parked in the sticky cache)
+ *   starting ──> loading ──> activating ──> closed | blocked   (final: the run is over, or needs an operator)
+ *      │                        ^   │   ^
+ *      └────────────────────────┘   │   │     (a run this worker just created skips loading: no read needed)
+ *                                   │   │
+ *                                   v   │  ACTIVITY_DONE / WAKE
+ *                                 working  (holds the lease while activities run here; renews it)
+ *
+ *   activating ──> suspended  (final: lease released, live engine parked in the sticky cache)
  *
  *   any state ──> lost    (final: the lease was taken over or cleared; nothing more is written)
  *   any state ──> stopped (final: STOP, the run was cancelled or terminated from outside)
@@ -141,12 +142,17 @@ async function activate(ctx: RunContext): Promise<StepResult> {
     // the results in this same commit (one transaction instead of two).
     const started = startAll(output.activities);
     if (!started.length || services.inlineActivityBudgetMs <= 0) return work.take();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(started),
-      new Promise<void>((r) => (timer = setTimeout(r, services.inlineActivityBudgetMs))),
-    ]);
-    clearTimeout(timer);
+    const done = Promise.all(started);
+    // Most activities are quick: give them one turn of the event loop before arming a timer (a fan-out of thousands
+    // of children would otherwise create thousands of timers), then the rest of the budget.
+    let finished = false;
+    void done.then(() => (finished = true));
+    await new Promise<void>((r) => setImmediate(r));
+    if (!finished) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, services.inlineActivityBudgetMs)))]);
+      clearTimeout(timer);
+    }
     return work.take();
   });
   // Activities issued and not finished inline keep running here; their results come with ACTIVITY_DONE.
@@ -157,6 +163,15 @@ async function activate(ctx: RunContext): Promise<StepResult> {
       : [];
   services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null, created);
   return result;
+}
+
+/** The engine of a run the worker created itself, or null (then the actor loads it the ordinary way). */
+function tryFreshEngine(services: RunServices, fresh: FreshRun): RunEngine | null {
+  try {
+    return freshEngine(services.host, fresh);
+  } catch {
+    return null;
+  }
 }
 
 export const runMachine = setup({
@@ -255,7 +270,8 @@ export const runMachine = setup({
     fresh: input.fresh,
     services: input.services,
     report: input.report,
-    engine: null,
+    // A run this worker just created needs no read: its engine is built here, and the actor starts activating.
+    engine: input.fresh ? tryFreshEngine(input.services, input.fresh) : null,
     // An activity can finish after its run's actor has ended (closed from outside, lease lost): nobody to tell then.
     work: new LocalWork(() => {
       if (self.getSnapshot().status === 'active') self.send({ type: 'ACTIVITY_DONE' });
@@ -266,13 +282,16 @@ export const runMachine = setup({
     error: null,
     renewFailures: 0,
   }),
-  initial: 'loading',
+  initial: 'starting',
   on: {
     WAKE: { actions: 'noteWake' },
     // The run was cancelled or terminated elsewhere, or the worker is shutting down: stop without writing.
     STOP: { target: '.stopped' },
   },
   states: {
+    starting: {
+      always: [{ guard: ({ context }) => context.engine !== null, target: 'activating' }, { target: 'loading' }],
+    },
     loading: {
       invoke: {
         src: 'load',
