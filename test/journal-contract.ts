@@ -326,6 +326,38 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
     // ---- children ----
 
     describe('children', () => {
+      it('an inline child (completed within its parent\'s activation) is created closed with its journal, unleased and unannounced', async () => {
+        const woken: string[] = [];
+        journal.onWake((ids) => woken.push(...ids));
+        const done = childRun('q', 'done', {
+          completed: {
+            events: [
+              { type: 'ActivityScheduled', payload: { path: '0', name: 'charge', inputHash: 'h', input: 7 } },
+              { type: 'ActivityCompleted', payload: { path: '0', result: 14, closedAt: clock.now(), attempts: 1 } },
+              { type: 'RunCompleted', payload: { result: 14 } },
+            ],
+            status: 'completed',
+            result: 14,
+          },
+        });
+        const open = childRun('q', 'open');
+        const { parent, result } = await withChildren('q', [done, open], { leaseChildren: true });
+        expect(result.childLeases.map((l) => l.runId)).toEqual([open.runId]);
+        const d = (await journal.getRun(done.runId))!;
+        expect(d).toMatchObject({ status: 'completed', result: 14, lastSeq: 4, leaseOwner: null, nextWakeupAt: null, closedAt: clock.now(), parentRunId: parent.runId });
+        expect((await journal.readEvents(done.runId)).map((e) => [e.seq, e.type])).toEqual([
+          [1, 'RunStarted'],
+          [2, 'ActivityScheduled'],
+          [3, 'ActivityCompleted'],
+          [4, 'RunCompleted'],
+        ]);
+        expect(await journal.childOutcomes(parent.runId, [done.runId])).toEqual([
+          { childRunId: done.runId, currentRunId: done.runId, callId: 'call-done', status: 'completed', result: 14, error: null, closedAt: clock.now() },
+        ]);
+        await new Promise((r) => setTimeout(r, 50));
+        expect(woken).not.toContain(done.runId);
+      });
+
       it('a commit creates child runs with their RunStarted events, linked to the parent', async () => {
         clock.advance(1);
         const kids = [childRun('p', 'a'), childRun('p', 'b', { queue: 'other', depth: 7 })];

@@ -195,17 +195,17 @@ export async function step(
   engine: RunEngine,
   local: NewEvent[],
   options: StepOptions,
-  /** Runs before the commit, e.g. to fold in-process activity results into the same activation. */
-  beforeCommit?: (output: ActivationOutput) => Promise<NewEvent[]>,
+  /**
+   * Runs before the commit with the activation's output and returns the output to commit: the host may fold more
+   * into the same activation (in-process activity results, inline children's outcomes) through `engine.activate`.
+   */
+  prepare?: (output: ActivationOutput) => Promise<ActivationOutput>,
 ): Promise<StepResult> {
   const committedSeq = engine.committedSeq;
   try {
     const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true);
     let output = engine.activate(deliveries, host.journal.clock.now());
-    if (beforeCommit && output.activities.length && !output.children.length && !output.close) {
-      const more = await beforeCommit(output);
-      if (more.length) output = mergeOutputs(output, engine.activate(more, host.journal.clock.now()));
-    }
+    if (prepare && !output.close) output = await prepare(output);
     const wait = engine.waitSpec();
     const release = options.releaseWhenIdle && !wait.busy && !output.close;
     const commit = await host.journal.commit(lease, {
@@ -241,7 +241,7 @@ export async function block(host: RunHost, lease: Lease, afterSeq: number, error
   return { kind: 'blocked', error, commit };
 }
 
-function mergeOutputs(a: ActivationOutput, b: ActivationOutput): ActivationOutput {
+export function mergeOutputs(a: ActivationOutput, b: ActivationOutput): ActivationOutput {
   return {
     events: [...a.events, ...b.events],
     children: [...a.children, ...b.children],

@@ -4,8 +4,8 @@ import { runActivity } from '../runtime/activities.js';
 import type { ActivityTask, RunEngine } from '../runtime/engine.js';
 import { CorruptJournalError, LeaseLostError, NonDeterminismError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
-import type { CommitResult, Lease, NewRun } from '../journal/journal.js';
-import { block, freshEngine, loadEngine, step, type RunHost, type StepResult } from './activation.js';
+import type { ChildOutcome, CommitResult, Lease, NewRun } from '../journal/journal.js';
+import { block, freshEngine, loadEngine, mergeOutputs, outcomeDelivery, step, type RunHost, type StepResult } from './activation.js';
 
 /**
  * The run actor: one XState actor per active run, driving its generator through activations.
@@ -33,6 +33,15 @@ export interface RunServices {
   /** Longest time an activation waits for its own in-process activities before committing without them. */
   inlineActivityBudgetMs: number;
   /**
+   * How long an activation may spend running the children it starts inline (0: never). A child that closes within
+   * it is committed, closed, in the parent's transaction.
+   */
+  inlineChildBudgetMs: number;
+  /** The queues this worker serves: only children on them may run inline. */
+  queues: readonly string[];
+  /** How many more runs this worker may take now: no more children than that run inline (the rest go elsewhere). */
+  capacityLeft(): number;
+  /**
    * Called after each commit, so the worker can run newly leased children (whose specs are given, so their actors
    * need not read them back) and route parent wake-ups.
    */
@@ -45,10 +54,25 @@ export class LocalWork {
   private ready: NewEvent[] = [];
   /** Paths of the results in `ready`: finished here, not yet handed to an activation. */
   private readonly readyPaths = new Set<string>();
-  constructor(private readonly onReady: () => void) {}
+  constructor(private onReady: () => void) {}
+
+  /** Who is told when a result is ready (a run's actor takes over work its parent's actor started for it). */
+  setListener(onReady: () => void): void {
+    this.onReady = onReady;
+  }
 
   get size(): number {
     return this.inflight.size;
+  }
+
+  /** Finished here, result not yet taken. */
+  isDone(path: string): boolean {
+    return this.readyPaths.has(path);
+  }
+
+  /** Resolves when nothing runs here any more. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.inflight.values()]);
   }
 
   has(path: string): boolean {
@@ -87,8 +111,11 @@ export class LocalWork {
   }
 }
 
-/** A run this worker created in its own commit (a child), known without reading the journal. */
-export type FreshRun = NewRun & { parentRunId: string; depth: number };
+/**
+ * A run this worker created in its own commit (a child), known without reading the journal; `prepared` when its
+ * parent's actor already ran its first activation (its engine holds that uncommitted output).
+ */
+export type FreshRun = NewRun & { parentRunId: string; depth: number; prepared?: PreparedRun };
 
 export interface RunActorInput {
   runId: string;
@@ -134,35 +161,132 @@ async function activate(ctx: RunContext): Promise<StepResult> {
   const engine = ctx.engine!;
   const work = ctx.work!;
   const host = services.host;
-  const startAll = (tasks: ActivityTask[]) => tasks.map((t) => work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
+  const startAll = (w: LocalWork, tasks: ActivityTask[]) => tasks.map((t) => w.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
   // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
-  startAll(engine.openActivities());
-  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox }, async (output) => {
-    // Eager activities: run what this activation issued right away and, if it finishes within the budget, journal
-    // the results in this same commit (one transaction instead of two).
-    const started = startAll(output.activities);
-    if (!started.length || services.inlineActivityBudgetMs <= 0) return work.take();
-    const done = Promise.all(started);
-    // Most activities are quick: give them one turn of the event loop before arming a timer (a fan-out of thousands
-    // of children would otherwise create thousands of timers), then the rest of the budget.
-    let finished = false;
-    void done.then(() => (finished = true));
-    await new Promise<void>((r) => setImmediate(r));
-    if (!finished) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([done, new Promise<void>((r) => (timer = setTimeout(r, services.inlineActivityBudgetMs)))]);
-      clearTimeout(timer);
+  startAll(work, engine.openActivities());
+  const prepared = new Map<string, PreparedRun>();
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox }, async (first) => {
+    let output = first;
+    const deadline = Date.now() + Math.max(services.inlineActivityBudgetMs, services.inlineChildBudgetMs);
+    const attempted = new Set<string>();
+    for (;;) {
+      let deliveries: NewEvent[] = [];
+      const now = host.journal.clock.now();
+      // Inline children: a child this activation starts runs its first activation right here; if it closes (it
+      // needed only quick activities), it is committed closed in this same transaction and its outcome is journaled
+      // here at once. Otherwise its actor takes over the engine and the activities already running.
+      const fresh =
+        services.inlineChildBudgetMs > 0
+          ? output.children.filter((c) => !attempted.has(c.runId) && !c.completed && (c.startAt ?? now) <= now && services.queues.includes(c.queue))
+          : [];
+      // Never more than this worker will run: a child given back to other workers would redo its activities.
+      fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
+      if (fresh.length && Date.now() < deadline) {
+        const tries = await Promise.all(
+          fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline)),
+        );
+        fresh.forEach((c, i) => {
+          attempted.add(c.runId);
+          const t = tries[i]!;
+          if (t.kind === 'completed') {
+            c.completed = t.completed;
+            deliveries.push(outcomeDelivery(engine.childPath(c.runId)!.path, t.outcome));
+          } else if (t.kind === 'prepared') prepared.set(c.runId, t.prepared);
+        });
+      } else {
+        // Eager activities: run what this activation issued right away and, if they finish within the budget,
+        // journal the results in this same commit (one transaction instead of two).
+        // (the engine says which are open: an output handed over from an inline attempt lists some already done)
+        const started = startAll(work, engine.openActivities());
+        if (started.length && services.inlineActivityBudgetMs > 0) await settleWithin(Promise.all(started), deadline);
+        deliveries = work.take();
+      }
+      if (!deliveries.length || engine.closed) break;
+      const more = engine.activate(deliveries, host.journal.clock.now());
+      output = mergeOutputs(output, more);
+      if (output.close || !more.events.length) break; // nothing new came of it: commit what we have
     }
-    return work.take();
+    return output;
   });
   // Activities issued and not finished inline keep running here; their results come with ACTIVITY_DONE.
-  if (result.kind === 'committed' && !engine.closed) startAll(engine.openActivities());
+  if (result.kind === 'committed' && !engine.closed) startAll(work, engine.openActivities());
   const created: FreshRun[] =
     result.kind === 'committed'
-      ? result.output.children.map((c) => ({ ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }))
+      ? result.output.children
+          .filter((c) => !c.completed)
+          .map((c) => {
+            const p = prepared.get(c.runId);
+            return { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1, ...(p ? { prepared: p } : {}) };
+          })
       : [];
   services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null, created);
   return result;
+}
+
+/** Waits for `p`, but not past `deadline`. One event-loop turn first: most activities are quick, and a fan-out of
+ *  thousands of children would otherwise arm thousands of timers. */
+async function settleWithin(p: Promise<unknown>, deadline: number): Promise<void> {
+  let finished = false;
+  void p.then(() => (finished = true));
+  await new Promise<void>((r) => setImmediate(r));
+  if (finished || Date.now() >= deadline) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+  clearTimeout(timer);
+}
+
+/** A new run's first activation done ahead of time by its parent's actor: the engine (uncommitted) and its work. */
+export interface PreparedRun {
+  engine: RunEngine;
+  work: LocalWork;
+}
+
+type InlineAttempt =
+  | { kind: 'completed'; completed: NonNullable<NewRun['completed']>; outcome: ChildOutcome }
+  | { kind: 'prepared'; prepared: PreparedRun }
+  | { kind: 'skipped' };
+
+/**
+ * Runs a just-started child's first activation inside its parent's: its generator and its activities, until it
+ * closes, issues something that needs its own commit (children, signals, a timer or a wait), or the deadline passes.
+ */
+async function attemptInline(services: RunServices, spec: FreshRun, deadline: number): Promise<InlineAttempt> {
+  const host = services.host;
+  let engine: RunEngine;
+  try {
+    engine = freshEngine(host, spec);
+  } catch {
+    return { kind: 'skipped' };
+  }
+  const work = new LocalWork(() => {});
+  let out = engine.takeOutput();
+  for (;;) {
+    if (engine.closed || out.children.length || out.signals.length || out.closeChildren.length) break;
+    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path));
+    if (!pending.length && !work.size) break; // waiting on a timer or a signal: its own actor waits
+    const started = pending.map((t) => work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
+    await settleWithin(Promise.all(started.length ? started : [work.idle()]), deadline);
+    const ready = work.take();
+    if (!ready.length) break; // out of time
+    out = mergeOutputs(out, engine.activate(ready, host.journal.clock.now()));
+  }
+  const c = engine.closed ? out.close : undefined;
+  if (c && c.status !== 'continued' && !out.children.length && !out.signals.length && !out.closeChildren.length && !work.size) {
+    const completed: NonNullable<NewRun['completed']> =
+      c.status === 'completed' ? { events: out.events, status: 'completed', result: c.result } : { events: out.events, status: c.status, error: c.error };
+    const outcome: ChildOutcome = {
+      childRunId: spec.runId,
+      currentRunId: spec.runId,
+      callId: spec.callId ?? '',
+      status: c.status,
+      result: c.status === 'completed' ? c.result : null,
+      error: c.status === 'completed' ? null : c.error,
+      closedAt: host.journal.clock.now(),
+    };
+    return { kind: 'completed', completed, outcome };
+  }
+  engine.restoreOutput(out);
+  return { kind: 'prepared', prepared: { engine, work } };
 }
 
 /** The engine of a run the worker created itself, or null (then the actor loads it the ordinary way). */
@@ -270,12 +394,19 @@ export const runMachine = setup({
     fresh: input.fresh,
     services: input.services,
     report: input.report,
-    // A run this worker just created needs no read: its engine is built here, and the actor starts activating.
-    engine: input.fresh ? tryFreshEngine(input.services, input.fresh) : null,
-    // An activity can finish after its run's actor has ended (closed from outside, lease lost): nobody to tell then.
-    work: new LocalWork(() => {
-      if (self.getSnapshot().status === 'active') self.send({ type: 'ACTIVITY_DONE' });
-    }),
+    // A run this worker just created needs no read: its engine is built here (or was, by its parent's actor, which
+    // ran its first activation inline), and the actor starts activating.
+    engine: input.fresh?.prepared?.engine ?? (input.fresh ? tryFreshEngine(input.services, input.fresh) : null),
+    work: (() => {
+      // An activity can finish after its run's actor has ended (closed from outside, lease lost): nobody to tell then.
+      const notify = () => {
+        if (self.getSnapshot().status === 'active') self.send({ type: 'ACTIVITY_DONE' });
+      };
+      const handed = input.fresh?.prepared?.work;
+      if (!handed) return new LocalWork(notify);
+      handed.setListener(notify);
+      return handed;
+    })(),
     wakePending: false,
     checkInbox: false,
     activations: 0,

@@ -96,6 +96,12 @@ export interface NewRun {
   startAt?: number;
   /** Execution timeout: written into RunStarted; the run closes as timed_out when still open then. */
   deadline?: number;
+  /**
+   * A child that ran to its close inside its parent's activation (an inline child: it needed nothing but quick
+   * activities). It is created closed, with its journal after RunStarted, in the parent's commit, which also journals
+   * its outcome in the parent: nobody is woken, nothing is leased.
+   */
+  completed?: { events: NewEvent[]; status: ClosedStatus; result?: unknown; error?: SerializedError };
 }
 
 /**

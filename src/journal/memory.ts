@@ -205,7 +205,20 @@ export class MemoryJournal implements Journal {
       const twin = batch.get(ch.workflowId);
       if (twin) throw new DuplicateWorkflowIdError(ch.workflowId, twin.runId, twin.workflow);
       batch.set(ch.workflowId, ch);
-      children.push({ ...ch, input: journalValue(ch.input, `input of workflow '${ch.workflow}'`) });
+      children.push({
+        ...ch,
+        input: journalValue(ch.input, `input of workflow '${ch.workflow}'`),
+        ...(ch.completed
+          ? {
+              completed: {
+                events: ch.completed.events.map((e) => journalValue(e, `event ${e.type}`) as NewEvent),
+                status: ch.completed.status,
+                result: journalValue(ch.completed.result ?? null, 'run result'),
+                ...(ch.completed.error ? { error: journalValue<SerializedError>(ch.completed.error, 'run error') } : {}),
+              },
+            }
+          : {}),
+      });
     }
     const close = c.close && {
       status: c.close.status,
@@ -243,6 +256,16 @@ export class MemoryJournal implements Journal {
         rootRunId: m.record.rootRunId,
         depth: ch.depth ?? m.record.depth + 1,
       });
+      if (ch.completed) {
+        // An inline child: its whole journal and its close, in its parent's commit.
+        for (const e of ch.completed.events) cm.events.push({ ...e, seq: ++cm.record.lastSeq, recordedAt: now } as JournalEvent);
+        cm.record.status = ch.completed.status;
+        cm.record.result = ch.completed.result ?? null;
+        cm.record.error = ch.completed.error ?? null;
+        cm.record.closedAt = now;
+        cm.record.nextWakeupAt = null;
+        continue;
+      }
       if (c.leaseChildren) childLeases.push(this.grant(cm, lease.owner, leaseMs));
     }
 
@@ -283,7 +306,7 @@ export class MemoryJournal implements Journal {
     }
     if (c.release || close || block) this.clearLease(m);
 
-    if (!c.leaseChildren) woken.push(...children.map((ch) => ch.runId));
+    if (!c.leaseChildren) woken.push(...children.filter((ch) => !ch.completed).map((ch) => ch.runId));
     if (wokeParent) woken.push(wokeParent);
     if (woken.length) this.notify(woken);
     if (stopped.length) this.notify(stopped, 'stop');

@@ -304,6 +304,22 @@ export class RunEngine {
     return o;
   }
 
+  /**
+   * Puts taken output back in front of whatever comes next, uncommitted (a host that ran a new run's first step
+   * ahead of time hands the engine over to the run's own actor, which commits it).
+   */
+  restoreOutput(o: ActivationOutput): void {
+    const n = this.out;
+    this.out = {
+      events: [...o.events, ...n.events],
+      children: [...o.children, ...n.children],
+      // only those still open: some finished while the output was out
+      activities: [...o.activities.filter((a) => !this.activities.get(a.path)?.outcome), ...n.activities],
+      signals: [...o.signals, ...n.signals],
+      closeChildren: [...o.closeChildren, ...n.closeChildren],
+    };
+  }
+
   /** Child runs (their newest run ids) whose outcome this run has not journaled yet. */
   openChildren(): string[] {
     const ids: string[] = [];

@@ -25,6 +25,11 @@ export interface WorkerOptions {
   /** Suspended runs kept live in memory (sticky execution). Default 10,000. */
   cacheCapacity?: number;
   inlineActivityBudgetMs?: number;
+  /**
+   * How long an activation may run the children it starts, inline, before committing (default 20 ms; 0: never).
+   * A child that closes within it (it needed only quick activities) is committed closed together with its parent.
+   */
+  inlineChildBudgetMs?: number;
   logger?: Logger;
   workerId?: string;
   /** How long shutdown waits for running activities before releasing their runs. Default 10 s. */
@@ -103,6 +108,9 @@ export class Worker {
       log: this.log,
       leaseMs: this.leaseMs,
       inlineActivityBudgetMs: options.inlineActivityBudgetMs ?? 20,
+      inlineChildBudgetMs: options.inlineChildBudgetMs ?? 20,
+      queues: this.queues,
+      capacityLeft: () => this.capacityLeft(),
       afterCommit: (runId, result, timerAt, created) => this.afterCommit(runId, result, timerAt, created),
     };
     this.system = createActor(workerSystemMachine, {
@@ -239,7 +247,9 @@ export class Worker {
   private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void {
     const elsewhere: string[] = [];
     const specs = new Map(created.map((c) => [c.runId, c]));
-    for (const l of result.childLeases) {
+    // Children whose first activation already ran here (inline, unfinished) come first: their work is in hand.
+    const leases = [...result.childLeases].sort((a, b) => Number(!specs.get(a.runId)?.prepared) - Number(!specs.get(b.runId)?.prepared));
+    for (const l of leases) {
       const spec = specs.get(l.runId);
       // The journal leases every new child to the parent's worker; a child routed to a queue this worker does not
       // serve is not ours to run, so it goes back at once like the overflow (the workers of its queue claim it).

@@ -11,6 +11,7 @@ import {
   type ChildOutcome,
   type ClaimOptions,
   type Clock,
+  type ClosedStatus,
   type Commit,
   type CommitResult,
   type Inbox,
@@ -47,7 +48,14 @@ export interface PgJournalOptions {
 /** A commit's payloads, validated and turned into JSON text before any connection is taken. */
 interface PreparedCommit {
   events: Array<{ type: string; json: string }>;
-  children: Array<Omit<RunInsert, 'depth' | 'startedJson'> & { depth: number | undefined; input: unknown; deadline: number | undefined }>;
+  children: Array<
+    Omit<RunInsert, 'depth' | 'startedJson'> & {
+      depth: number | undefined;
+      input: unknown;
+      deadline: number | undefined;
+      completed: { events: Array<{ type: string; json: string }>; status: ClosedStatus; resultJson: string; errorJson: string | null } | undefined;
+    }
+  >;
   close?: {
     status: NonNullable<Commit['close']>['status'];
     resultJson: string;
@@ -541,10 +549,26 @@ export class PgJournal implements Journal {
         throw new SkeinError(`child run ${ch.runId} was neither created nor found`);
       }
     }
+    // Inline children ran to their close inside this activation: their journals and closes go in this transaction.
+    const got = new Set(inserted.map((r) => r.runId));
+    const done = p.children.filter((ch) => ch.completed && got.has(ch.runId));
+    if (done.length) {
+      await this.sql.insertEventsMany(
+        q,
+        done.flatMap((ch) => ch.completed!.events.map((e, i) => ({ runId: ch.runId, seq: i + 2, type: e.type, json: e.json }))),
+        now,
+      );
+      await this.sql.closeRuns(
+        q,
+        done.map((ch) => ({ runId: ch.runId, lastSeq: 1 + ch.completed!.events.length, status: ch.completed!.status, resultJson: ch.completed!.resultJson, errorJson: ch.completed!.errorJson })),
+        now,
+      );
+    }
+    const closed = new Set(done.map((ch) => ch.runId));
     return {
-      childLeases: inserted.flatMap((r) => (r.lease ? [r.lease] : [])),
+      childLeases: inserted.flatMap((r) => (r.lease && !closed.has(r.runId) ? [r.lease] : [])),
       // children leased to this worker run here at once; the others are announced to every worker
-      announce: lease ? [] : inserted.map((r) => r.runId),
+      announce: lease ? [] : inserted.filter((r) => !closed.has(r.runId)).map((r) => r.runId),
     };
   }
 
@@ -755,6 +779,12 @@ function prepareCommit(c: Commit): PreparedCommit {
       parentClosePolicy: ch.parentClosePolicy ?? 'cancel',
       startAt: ch.startAt ?? null,
       deadline: ch.deadline,
+      completed: ch.completed && {
+        events: ch.completed.events.map((e) => ({ type: e.type, json: toJson(e.payload, `event ${e.type}`).json })),
+        status: ch.completed.status,
+        resultJson: toJson(ch.completed.result ?? null, 'run result').json,
+        errorJson: ch.completed.error ? toJson(ch.completed.error, 'run error').json : null,
+      },
     });
   }
   const received = c.events.flatMap((e) => (e.type === 'SignalReceived' ? [e.payload.signalId] : []));
