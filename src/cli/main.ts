@@ -2,7 +2,7 @@
 /**
  * skein command line.
  *
- *   skein worker --workflows ./path/to/module [--queues a,b] [--concurrency N] [--lease-ms N] [--poll-ms N]
+ *   skein worker --workflows ./path/to/module [--queues a,b] [--concurrency N] [--lease-ms N] [--poll-ms N] [--inline-children-ms N]
  *                [--shutdown-grace-ms N] [--schema s] [--worker-id id]
  *
  * The module exports `workflows` and `activities` (arrays or name maps), or a default export holding both. The
@@ -17,7 +17,7 @@ import { openJournal } from '../journal/open.js';
 import { RedisWakeBus } from '../journal/wake-bus.js';
 import { Worker } from '../worker/worker.js';
 
-const USAGE = `usage: skein worker --workflows <module> [--queues default] [--concurrency 1000] [--lease-ms 30000] [--poll-ms 1000] [--shutdown-grace-ms 10000] [--schema skein] [--redis-url URL] [--worker-id ID]`;
+const USAGE = `usage: skein worker --workflows <module> [--queues default] [--concurrency 1000] [--lease-ms 30000] [--poll-ms 1000] [--shutdown-grace-ms 10000] [--inline-children-ms 20] [--schema skein] [--redis-url URL] [--worker-id ID]`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -35,6 +35,7 @@ async function main(argv: string[]): Promise<number> {
       'poll-ms': { type: 'string', default: '1000' },
       // how long SIGTERM waits for running activities before releasing their runs (Worker.shutdownGraceMs)
       'shutdown-grace-ms': { type: 'string', default: '10000' },
+      'inline-children-ms': { type: 'string', default: '20' },
       schema: { type: 'string' },
       'redis-url': { type: 'string' },
       'worker-id': { type: 'string' },
@@ -64,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
     leaseMs: Number(values['lease-ms']),
     pollIntervalMs: Number(values['poll-ms']),
     shutdownGraceMs: Number(values['shutdown-grace-ms']),
+    inlineChildBudgetMs: Number(values['inline-children-ms']),
     logger: log,
     ...(values['worker-id'] ? { workerId: values['worker-id'] } : {}),
     ...(wakeBus ? { wakeBus } : {}),
