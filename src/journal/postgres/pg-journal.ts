@@ -531,7 +531,13 @@ export class PgJournal implements Journal {
   ): Promise<{ childLeases: Lease[]; announce: string[] }> {
     const rows: RunInsert[] = p.children.map((ch) => {
       const depth = ch.depth ?? parent.depth + 1;
-      return { ...ch, depth, startedJson: startedPayload({ ...ch, parentRunId: parent.runId }, ch.input, depth) };
+      const closed = ch.completed && {
+        status: ch.completed.status,
+        resultJson: ch.completed.resultJson,
+        errorJson: ch.completed.errorJson,
+        lastSeq: 1 + ch.completed.events.length,
+      };
+      return { ...ch, depth, startedJson: startedPayload({ ...ch, parentRunId: parent.runId }, ch.input, depth), ...(closed ? { closed } : {}) };
     });
     const inserted = await this.sql.insertChildren(q, { runId: parent.runId, rootRunId: parent.rootRunId }, rows, lease, now);
     if (inserted.length < rows.length) {
@@ -556,11 +562,6 @@ export class PgJournal implements Journal {
       await this.sql.insertEventsMany(
         q,
         done.flatMap((ch) => ch.completed!.events.map((e, i) => ({ runId: ch.runId, seq: i + 2, type: e.type, json: e.json }))),
-        now,
-      );
-      await this.sql.closeRuns(
-        q,
-        done.map((ch) => ({ runId: ch.runId, lastSeq: 1 + ch.completed!.events.length, status: ch.completed!.status, resultJson: ch.completed!.resultJson, errorJson: ch.completed!.errorJson })),
         now,
       );
     }

@@ -179,6 +179,8 @@ export interface RunInsert {
   startAt: number | null;
   /** The RunStarted payload, as JSON text. */
   startedJson: string;
+  /** An inline child: inserted already closed (its events after RunStarted are inserted by the caller). */
+  closed?: { status: ClosedStatus; resultJson: string; errorJson: string | null; lastSeq: number };
 }
 
 /** One open child met by a cascade generation, and what became of it. */
@@ -554,14 +556,20 @@ export class Sql {
   ): Promise<Array<{ runId: string; lease: Lease | null }>> {
     const r = await q.query<{ run_id: string; lease_owner: string | null; lease_token: string | null; lease_expires_at: string | null }>(
       `WITH kid AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[], $14::text[], $15::bigint[])
-           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, ord)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[], $14::text[], $15::bigint[],
+                              $16::text[], $17::text[], $18::text[], $19::integer[])
+           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, status, result, error, last_seq, ord)
        ), ins AS (
+         -- An inline child (status given) goes in closed: no lease, never due. The others are open and due.
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
-                                     lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq, parent_close_policy)
-         SELECT run_id, workflow_id, workflow, 'running', input::json, $9, call_id, $10, depth, queue,
-                $11::text, CASE WHEN $11::text IS NULL THEN NULL ELSE gen_random_uuid()::text END, $12::bigint,
-                coalesce(start_at, $13::bigint), $13::bigint, 1, policy
+                                     lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq, parent_close_policy,
+                                     result, error, closed_at)
+         SELECT run_id, workflow_id, workflow, coalesce(status, 'running'), input::json, $9, call_id, $10, depth, queue,
+                CASE WHEN status IS NULL THEN $11::text END,
+                CASE WHEN status IS NULL AND $11::text IS NOT NULL THEN gen_random_uuid()::text END,
+                CASE WHEN status IS NULL THEN $12::bigint END,
+                CASE WHEN status IS NULL THEN coalesce(start_at, $13::bigint) END, $13::bigint, coalesce(last_seq, 1), policy,
+                result::json, error::json, CASE WHEN status IS NULL THEN NULL ELSE $13::bigint END
          FROM kid ORDER BY ord
          ON CONFLICT DO NOTHING
          RETURNING run_id, lease_owner, lease_token, lease_expires_at
@@ -586,6 +594,10 @@ export class Sql {
         now,
         children.map((c) => c.parentClosePolicy),
         children.map((c) => c.startAt),
+        children.map((c) => c.closed?.status ?? null),
+        children.map((c) => c.closed?.resultJson ?? null),
+        children.map((c) => c.closed?.errorJson ?? null),
+        children.map((c) => c.closed?.lastSeq ?? null),
       ],
     );
     return r.rows.map((row) => ({
