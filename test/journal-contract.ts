@@ -772,6 +772,22 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         }
       });
 
+      it("announces a root run's close as 'closed' (how Client.result learns it at once), and a child's close not", async () => {
+        const closed: string[] = [];
+        const off = journal.onWake((ids, kind) => kind === 'closed' && closed.push(...ids));
+        try {
+          const { parent, lease, seq } = await withChildren('p', [childRun('p', 'a')]);
+          await closeRun('run-p-a', 'completed');
+          await journal.commit(lease, commitOf(seq, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } }));
+          await eventually(() => expect(closed).toEqual([parent.runId]));
+          const other = await start('q');
+          await journal.cancel(other.runId, { reason: 'r', mode: 'terminate', graceMs: 0, maxChildDepth: 10 });
+          await eventually(() => expect(closed).toEqual([parent.runId, other.runId]));
+        } finally {
+          off();
+        }
+      });
+
       it('children leased to the committing worker are not announced, and unsubscribing stops delivery', async () => {
         const seen: string[] = [];
         const off = journal.onWake((ids) => seen.push(...ids));
@@ -802,7 +818,7 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
     };
     /** Subscribes to onWake and sorts what arrives by kind. */
     const watch = () => {
-      const seen = { wake: [] as string[], stop: [] as string[] };
+      const seen = { wake: [] as string[], stop: [] as string[], closed: [] as string[] };
       const off = journal.onWake((ids, kind) => seen[kind ?? 'wake'].push(...ids));
       return { seen, off };
     };

@@ -124,16 +124,34 @@ export class Client {
   async result<O = unknown>(ref: RunRef<O> | string, options: { timeoutMs?: number } = {}): Promise<O> {
     const runId = typeof ref === 'string' ? ref : ref.runId;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
-    let delay = 2;
-    for (;;) {
-      const run = await this.journal.getRun(runId);
-      if (!run) throw new UnknownRunError(runId);
-      if (run.status === 'completed') return run.result as O;
-      if (run.status === 'blocked') throw new WorkflowFailedError(runId, 'is blocked', run.error ?? undefined);
-      if (!isOpen(run.status)) throw new WorkflowFailedError(runId, run.status, run.error ?? undefined);
-      if (Date.now() >= deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for run ${runId}`);
-      await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
-      delay = Math.min(20, delay * 2); // a closed run is noticed within 20 ms; each poll is one indexed read
+    // The journal announces a root run's close ('closed'): we look again at once. The poll (backing off to 100 ms)
+    // only covers a lost notification, or a run that is not a root.
+    let nudge: (() => void) | null = null;
+    const unsubscribe = this.journal.onWake((ids, kind) => {
+      if (kind === 'closed' && ids.includes(runId)) nudge?.();
+    });
+    try {
+      let delay = 2;
+      for (;;) {
+        const run = await this.journal.getRun(runId);
+        if (!run) throw new UnknownRunError(runId);
+        if (run.status === 'completed') return run.result as O;
+        if (run.status === 'blocked') throw new WorkflowFailedError(runId, 'is blocked', run.error ?? undefined);
+        if (!isOpen(run.status)) throw new WorkflowFailedError(runId, run.status, run.error ?? undefined);
+        if (Date.now() >= deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for run ${runId}`);
+        await new Promise<void>((r) => {
+          const t = setTimeout(done, Math.min(delay, Math.max(0, deadline - Date.now())));
+          function done() {
+            clearTimeout(t);
+            nudge = null;
+            r();
+          }
+          nudge = done;
+        });
+        delay = Math.min(100, delay * 2);
+      }
+    } finally {
+      unsubscribe();
     }
   }
 

@@ -220,8 +220,11 @@ export interface ClaimOptions {
   leaseMs: number;
 }
 
-/** `wake`: the runs became due. `stop`: the runs were closed from outside (cancel, terminate); drop their actors. */
-export type WakeListener = (runIds: string[], kind?: 'wake' | 'stop') => void;
+/**
+ * `wake`: the runs became due. `stop`: the runs were closed from outside (cancel, terminate); drop their actors.
+ * `closed`: these root runs closed (their results can be read).
+ */
+export type WakeListener = (runIds: string[], kind?: 'wake' | 'stop' | 'closed') => void;
 
 export interface Journal {
   readonly clock: Clock;

@@ -310,6 +310,7 @@ export class MemoryJournal implements Journal {
     if (wokeParent) woken.push(wokeParent);
     if (woken.length) this.notify(woken);
     if (stopped.length) this.notify(stopped, 'stop');
+    if (close && !m.record.parentRunId) this.notify([m.record.runId], 'closed');
     return { lastSeq: seq, childLeases, wokeParent };
   }
 
@@ -363,6 +364,7 @@ export class MemoryJournal implements Journal {
     // Descendants: one generation at a time, parent before child, bounded by maxChildDepth.
     this.cascade([m], o.maxChildDepth, now, stopped, truncated, closed, o.mode === 'terminate' ? 'parent_terminated' : 'parent_cancelled');
     if (stopped.length) this.notify(stopped, 'stop');
+    if (!graceful && !m.record.parentRunId) this.notify([runId], 'closed');
     const woken = [graceful ? runId : null, woke].filter((x): x is string => !!x);
     if (woken.length) this.notify(woken);
     return { runId, status, closed, truncated };
@@ -625,7 +627,7 @@ export class MemoryJournal implements Journal {
     return m;
   }
 
-  private notify(runIds: string[], kind: 'wake' | 'stop' = 'wake'): void {
+  private notify(runIds: string[], kind: 'wake' | 'stop' | 'closed' = 'wake'): void {
     for (const l of this.listeners) l(runIds, kind);
   }
 }

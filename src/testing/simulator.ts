@@ -61,7 +61,9 @@ export class Simulation {
       cache: new EngineCache(options.cacheCapacity ?? 10_000),
     };
     // The journal says which runs became due because of another run (new children, parents woken by a close).
-    this.journal.onWake((ids) => ids.forEach((id) => this.woken.add(id)));
+    this.journal.onWake((ids, kind) => {
+      if (kind !== 'closed') ids.forEach((id) => this.woken.add(id));
+    });
   }
 
   /** Starts a root run with a chosen run id (so that ids are the same across simulations). */

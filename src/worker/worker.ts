@@ -145,7 +145,7 @@ export class Worker {
     this.stopped = new Promise((r) => (this.resolveStopped = r));
     this.system.start();
     this.unsubscribe = this.journal.onWake((ids, kind) => {
-      if (this.state !== 'running') return;
+      if (this.state !== 'running' || kind === 'closed') return;
       if (kind === 'stop') {
         // Closed from outside (cancel, terminate): stop their actors now; their next append would fail anyway.
         for (const id of ids) {

@@ -217,8 +217,8 @@ describe('PgJournal on PostgreSQL', () => {
     journal.onWake((ids) => seen.push(...ids));
     await eventually(() => expect(listening(journal)).toBe(true));
 
-    // the listener LISTENs on the wake and stop channels in one query
-    const listenQuery = `LISTEN "${schema}_wake"; LISTEN "${schema}_stop"`;
+    // the listener LISTENs on the wake, stop and closed channels in one query
+    const listenQuery = `LISTEN "${schema}_wake"; LISTEN "${schema}_stop"; LISTEN "${schema}_closed"`;
     const killed = await journal.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`, [listenQuery]);
     expect(killed.rowCount).toBe(1);
     await eventually(() => expect(listening(journal)).toBe(false), 2000);

@@ -129,6 +129,25 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ${s}.runs SET (fillfactor = 80);
     `,
   },
+  {
+    version: 5,
+    name: 'notify when a root run closes',
+    sql: (s) => `
+      -- Whoever waits for a root run's result (Client.result) is told when it closes, by whichever path closes it
+      -- (its own commit, a group commit, a cancel): a trigger, so no write path can forget. Only root runs, so the
+      -- cost is one notification per started workflow.
+      CREATE FUNCTION ${s}.notify_root_closed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_closed', NEW.run_id);
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER runs_root_closed AFTER UPDATE OF status ON ${s}.runs
+        FOR EACH ROW
+        WHEN (NEW.parent_run_id IS NULL AND OLD.status IN ('running', 'blocked') AND NEW.status NOT IN ('running', 'blocked'))
+        EXECUTE FUNCTION ${s}.notify_root_closed();
+    `,
+  },
 ];
 
 /**

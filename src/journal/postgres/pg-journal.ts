@@ -633,6 +633,7 @@ export class PgJournal implements Journal {
       if (!msg.payload) return;
       if (msg.channel === this.sql.channel) this.dispatch(msg.payload.split(','), 'wake');
       else if (msg.channel === this.sql.stopChannel) this.dispatch(msg.payload.split(','), 'stop');
+      else if (msg.channel === this.sql.closedChannel) this.dispatch(msg.payload.split(','), 'closed');
     });
     try {
       await client.connect();
@@ -661,7 +662,7 @@ export class PgJournal implements Journal {
     this.reconnectTimer.unref();
   }
 
-  private dispatch(runIds: string[], kind: 'wake' | 'stop'): void {
+  private dispatch(runIds: string[], kind: 'wake' | 'stop' | 'closed'): void {
     for (const listener of [...this.listeners]) {
       try {
         listener(runIds.slice(), kind);

@@ -40,6 +40,9 @@ export const wakeChannel = (schema: string): string => `${schema}_wake`;
 /** The channel of runs closed from outside (cancel, terminate, parent-close policy): `skein_stop` by default. */
 export const stopChannel = (schema: string): string => `${schema}_stop`;
 
+/** Channel on which a root run's close is announced (migration 5's trigger; the name is `<schema>_closed`). */
+export const closedChannel = (schema: string): string => `${schema}_closed`;
+
 /** Postgres caps a NOTIFY payload at 8000 bytes; ids are joined with ',' into chunks below this. */
 const NOTIFY_PAYLOAD_BYTES = 7900;
 
@@ -183,6 +186,41 @@ export interface RunInsert {
   closed?: { status: ClosedStatus; resultJson: string; errorJson: string | null; lastSeq: number };
 }
 
+/**
+ * Many events as ONE json document `[{"t": type, "p": payload, "r": run id, "s": seq}, ...]` for json_to_recordset.
+ * The payloads are spliced in as the JSON text they already are: nothing is parsed or encoded again, and the
+ * driver sends one string instead of escaping every element of text arrays (which cost more than the insert).
+ * The json type keeps each payload's text as written (key order included).
+ */
+export function eventsDocument(rows: Array<{ type: string; json: string; runId?: string; seq?: number }>): string {
+  let out = '[';
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (i) out += ',';
+    out += '{"t":' + JSON.stringify(r.type) + ',"p":' + r.json;
+    if (r.runId !== undefined) out += ',"r":' + JSON.stringify(r.runId) + ',"s":' + r.seq;
+    out += '}';
+  }
+  return out + ']';
+}
+
+/** New child runs as one json document for json_to_recordset, JSON payloads spliced in as written. */
+function childrenDocument(children: RunInsert[]): string {
+  const str = (v: string | null) => (v === null ? 'null' : JSON.stringify(v));
+  let out = '[';
+  for (let i = 0; i < children.length; i++) {
+    const c = children[i]!;
+    if (i) out += ',';
+    out +=
+      '{"run_id":' + str(c.runId) + ',"workflow_id":' + str(c.workflowId) + ',"workflow":' + str(c.workflow) +
+      ',"input":' + c.inputJson + ',"call_id":' + str(c.callId) + ',"queue":' + str(c.queue) + ',"depth":' + c.depth +
+      ',"started":' + c.startedJson + ',"policy":' + str(c.parentClosePolicy) + ',"start_at":' + (c.startAt ?? 'null') +
+      ',"status":' + str(c.closed?.status ?? null) + ',"result":' + (c.closed ? c.closed.resultJson : 'null') +
+      ',"error":' + (c.closed?.errorJson ?? 'null') + ',"last_seq":' + (c.closed?.lastSeq ?? 'null') + '}';
+  }
+  return out + ']';
+}
+
 /** One open child met by a cascade generation, and what became of it. */
 export interface CascadeRow {
   runId: string;
@@ -206,12 +244,14 @@ export class Sql {
   private readonly s: string;
   readonly channel: string;
   readonly stopChannel: string;
+  readonly closedChannel: string;
 
   constructor(readonly schema: string) {
     assertSchemaName(schema);
     this.s = `"${schema}"`;
     this.channel = wakeChannel(schema);
     this.stopChannel = stopChannel(schema);
+    this.closedChannel = closedChannel(schema);
   }
 
   // ---- transactions and migrations ----
@@ -526,16 +566,16 @@ export class Sql {
     received: string[] = [],
   ): Promise<void> {
     const insert = `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-       SELECT $1, $2::integer + e.ord, e.type, e.payload::json, $3
-       FROM unnest($4::text[], $5::text[]) WITH ORDINALITY AS e(type, payload, ord)`;
-    const values: unknown[] = [runId, afterSeq, now, events.map((e) => e.type), events.map((e) => e.json)];
+       SELECT $1, $2::integer + e.ord, e.t, e.p, $3
+       FROM ROWS FROM (json_to_recordset($4::json) AS (t text, p json)) WITH ORDINALITY AS e(t, p, ord)`;
+    const values: unknown[] = [runId, afterSeq, now, eventsDocument(events)];
     if (!received.length) {
       await q.query(insert, values);
       return;
     }
     await q.query(
       `WITH appended AS (${insert}), taken AS (
-         UPDATE ${this.s}.inbox SET delivered = true WHERE run_id = $1 AND signal_id = ANY($6::text[]) AND NOT delivered
+         UPDATE ${this.s}.inbox SET delivered = true WHERE run_id = $1 AND signal_id = ANY($5::text[]) AND NOT delivered
        )
        SELECT 1`,
       [...values, received],
@@ -556,49 +596,33 @@ export class Sql {
   ): Promise<Array<{ runId: string; lease: Lease | null }>> {
     const r = await q.query<{ run_id: string; lease_owner: string | null; lease_token: string | null; lease_expires_at: string | null }>(
       `WITH kid AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[], $8::text[], $14::text[], $15::bigint[],
-                              $16::text[], $17::text[], $18::text[], $19::integer[])
+         -- one json document, payloads spliced in as written (see eventsDocument)
+         SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (
+             run_id text, workflow_id text, workflow text, input json, call_id text, queue text, depth integer, started json,
+             policy text, start_at bigint, status text, result json, error json, last_seq integer))
            WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, status, result, error, last_seq, ord)
        ), ins AS (
          -- An inline child (status given) goes in closed: no lease, never due. The others are open and due.
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
                                      lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq, parent_close_policy,
                                      result, error, closed_at)
-         SELECT run_id, workflow_id, workflow, coalesce(status, 'running'), input::json, $9, call_id, $10, depth, queue,
-                CASE WHEN status IS NULL THEN $11::text END,
-                CASE WHEN status IS NULL AND $11::text IS NOT NULL THEN gen_random_uuid()::text END,
-                CASE WHEN status IS NULL THEN $12::bigint END,
-                CASE WHEN status IS NULL THEN coalesce(start_at, $13::bigint) END, $13::bigint, coalesce(last_seq, 1), policy,
-                result::json, error::json, CASE WHEN status IS NULL THEN NULL ELSE $13::bigint END
+         -- (json_to_recordset turns a JSON null into SQL NULL: a null input is the JSON value null)
+         SELECT run_id, workflow_id, workflow, coalesce(status, 'running'), coalesce(input, 'null'::json), $2, call_id, $3, depth, queue,
+                CASE WHEN status IS NULL THEN $4::text END,
+                CASE WHEN status IS NULL AND $4::text IS NOT NULL THEN gen_random_uuid()::text END,
+                CASE WHEN status IS NULL THEN $5::bigint END,
+                CASE WHEN status IS NULL THEN coalesce(start_at, $6::bigint) END, $6::bigint, coalesce(last_seq, 1), policy,
+                CASE WHEN status IS NULL THEN NULL ELSE coalesce(result, 'null'::json) END, error,
+                CASE WHEN status IS NULL THEN NULL ELSE $6::bigint END
          FROM kid ORDER BY ord
          ON CONFLICT DO NOTHING
          RETURNING run_id, lease_owner, lease_token, lease_expires_at
        ), started AS (
          INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-         SELECT ins.run_id, 1, 'RunStarted', kid.started::json, $13::bigint FROM ins JOIN kid ON kid.run_id = ins.run_id
+         SELECT ins.run_id, 1, 'RunStarted', kid.started, $6::bigint FROM ins JOIN kid ON kid.run_id = ins.run_id
        )
        SELECT run_id, lease_owner, lease_token, lease_expires_at FROM ins`,
-      [
-        children.map((c) => c.runId),
-        children.map((c) => c.workflowId),
-        children.map((c) => c.workflow),
-        children.map((c) => c.inputJson),
-        children.map((c) => c.callId),
-        children.map((c) => c.queue),
-        children.map((c) => c.depth),
-        children.map((c) => c.startedJson),
-        parent.runId,
-        parent.rootRunId,
-        lease?.owner ?? null,
-        lease?.expiresAt ?? null,
-        now,
-        children.map((c) => c.parentClosePolicy),
-        children.map((c) => c.startAt),
-        children.map((c) => c.closed?.status ?? null),
-        children.map((c) => c.closed?.resultJson ?? null),
-        children.map((c) => c.closed?.errorJson ?? null),
-        children.map((c) => c.closed?.lastSeq ?? null),
-      ],
+      [childrenDocument(children), parent.runId, parent.rootRunId, lease?.owner ?? null, lease?.expiresAt ?? null, now],
     );
     return r.rows.map((row) => ({
       runId: row.run_id,
@@ -825,8 +849,8 @@ export class Sql {
     if (!rows.length) return;
     await q.query(
       `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-       SELECT e.run_id, e.seq, e.type, e.payload::json, $5 FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[]) AS e(run_id, seq, type, payload)`,
-      [rows.map((r) => r.runId), rows.map((r) => r.seq), rows.map((r) => r.type), rows.map((r) => r.json), now],
+       SELECT e.r, e.s, e.t, e.p, $2 FROM json_to_recordset($1::json) AS e(r text, s integer, t text, p json)`,
+      [eventsDocument(rows), now],
     );
   }
 
@@ -1080,6 +1104,6 @@ export class Sql {
 
   /** Both channels, in one round trip. */
   async listen(q: Queryable): Promise<void> {
-    await q.query(`LISTEN "${this.channel}"; LISTEN "${this.stopChannel}"`);
+    await q.query(`LISTEN "${this.channel}"; LISTEN "${this.stopChannel}"; LISTEN "${this.closedChannel}"`);
   }
 }
