@@ -10,6 +10,29 @@ export const MAX_PAYLOAD_CHARS = 2 * 1024 * 1024;
  * both).
  */
 export function toJson(value: unknown, what: string): { json: string; value: unknown } {
+  // Primitives (most inputs and results) need no replacer and no round trip: their JSON value is themselves.
+  switch (typeof value) {
+    case 'number':
+      if (!Number.isFinite(value)) throw new PayloadError(what, `not JSON-serializable (non-finite number ${value})`);
+      return { json: JSON.stringify(value), value: value === 0 ? 0 : value }; // -0 becomes 0, as JSON makes it
+    case 'boolean':
+      return { json: value ? 'true' : 'false', value };
+    case 'string': {
+      const json = JSON.stringify(value);
+      if (json.length > MAX_PAYLOAD_CHARS) throw new PayloadError(what, `its JSON is ${json.length} characters, over the ${MAX_PAYLOAD_CHARS} limit`);
+      return { json, value };
+    }
+    case 'undefined':
+      return { json: 'null', value: null };
+    case 'object':
+      if (value === null) return { json: 'null', value: null };
+  }
+  const json = toJsonText(value, what);
+  return { json, value: JSON.parse(json) };
+}
+
+/** The JSON text of a value, validated like toJson, without building the round-tripped value. */
+export function toJsonText(value: unknown, what: string): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(value, rejectUnsafe);
@@ -17,13 +40,13 @@ export function toJson(value: unknown, what: string): { json: string; value: unk
     throw new PayloadError(what, `not JSON-serializable (${(err as Error).message})`);
   }
   if (json === undefined) {
-    if (value === undefined) return { json: 'null', value: null };
+    if (value === undefined) return 'null';
     throw new PayloadError(what, `a ${typeof value} is not JSON-serializable`);
   }
   if (json.length > MAX_PAYLOAD_CHARS) {
     throw new PayloadError(what, `its JSON is ${json.length} characters, over the ${MAX_PAYLOAD_CHARS} limit`);
   }
-  return { json, value: JSON.parse(json) };
+  return json;
 }
 
 function rejectUnsafe(_key: string, v: unknown): unknown {

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
 import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
-import { toJson } from '../../runtime/json.js';
+import { toJson, toJsonText } from '../../runtime/json.js';
 import {
   isOpen,
   type CancelOptions,
@@ -758,7 +758,7 @@ function startedPayload(
 
 /** Validates every payload of a commit (PayloadError) and catches duplicate children, before anything is written. */
 function prepareCommit(c: Commit): PreparedCommit {
-  const events = c.events.map((e) => ({ type: e.type, json: toJson(e.payload, `event ${e.type}`).json }));
+  const events = c.events.map((e) => ({ type: e.type, json: toJsonText(e.payload, `event ${e.type}`) }));
   const children: PreparedCommit['children'] = [];
   const listed = new Set<string>();
   const byWorkflowId = new Map<string, NewRun>();
@@ -782,10 +782,10 @@ function prepareCommit(c: Commit): PreparedCommit {
       startAt: ch.startAt ?? null,
       deadline: ch.deadline,
       completed: ch.completed && {
-        events: ch.completed.events.map((e) => ({ type: e.type, json: toJson(e.payload, `event ${e.type}`).json })),
+        events: ch.completed.events.map((e) => ({ type: e.type, json: toJsonText(e.payload, `event ${e.type}`) })),
         status: ch.completed.status,
-        resultJson: toJson(ch.completed.result ?? null, 'run result').json,
-        errorJson: ch.completed.error ? toJson(ch.completed.error, 'run error').json : null,
+        resultJson: toJsonText(ch.completed.result ?? null, 'run result'),
+        errorJson: ch.completed.error ? toJsonText(ch.completed.error, 'run error') : null,
       },
     });
   }
@@ -794,7 +794,7 @@ function prepareCommit(c: Commit): PreparedCommit {
     runId: sg.runId,
     signalId: sg.signalId,
     name: sg.name,
-    payloadJson: toJson(sg.payload ?? null, `payload of signal '${sg.name}'`).json,
+    payloadJson: toJsonText(sg.payload ?? null, `payload of signal '${sg.name}'`),
   }));
   const closeChildren = [...new Map((c.closeChildren ?? []).map((cc) => [cc.runId, cc])).values()];
   const out: PreparedCommit = {
@@ -809,11 +809,11 @@ function prepareCommit(c: Commit): PreparedCommit {
   // validated even when block wins, as the memory journal does: a bad payload fails the whole commit
   const close = c.close && {
     status: c.close.status,
-    resultJson: toJson(c.close.result ?? null, 'run result').json,
-    errorJson: c.close.error ? toJson(c.close.error as SerializedError, 'run error').json : null,
+    resultJson: toJsonText(c.close.result ?? null, 'run result'),
+    errorJson: c.close.error ? toJsonText(c.close.error as SerializedError, 'run error') : null,
     ...(c.close.next ? { next: prepareNext(c.close.next) } : {}),
   };
-  if (c.block) out.blockJson = toJson(c.block, 'block error').json;
+  if (c.block) out.blockJson = toJsonText(c.block, 'block error');
   else if (close) out.close = close;
   return out;
 }
