@@ -1,10 +1,10 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { Client } from '../../src/client/client.js';
 import { createPgJournal, type PgJournal } from '../../src/journal/postgres/index.js';
-import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
+import { freshSchema } from '../support/postgres.js';
 import { treeNode } from './fixtures/crash-workflows.js';
-import { WorkerProcesses, waitFor, sleep, type WorkerProcess } from './fixtures/processes.js';
+import { useWorkerProcesses, waitFor, sleep, type WorkerProcess } from './fixtures/processes.js';
 
 /**
  * SPEC section 7 on live worker processes: a 364-run tree (each run starts 3 children, depth 5; every run waits on a
@@ -15,21 +15,7 @@ import { WorkerProcesses, waitFor, sleep, type WorkerProcess } from './fixtures/
  *    the stop notification, not a poll: asked for their health right away, they show none left), and logged no error.
  */
 describe('cancelling a 364-run tree live in worker processes', () => {
-  let url: string;
-  const procs = new WorkerProcesses();
-  const cleanups: Array<() => Promise<void>> = [];
-
-  beforeAll(async () => {
-    url = await testDatabaseUrl();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail' && procs.all.length) console.error(`worker processes of the failed test:\n${procs.report()}`);
-    await procs.killAll();
-    while (cleanups.length) await cleanups.pop()!().catch(() => {});
-  });
-  afterAll(async () => {
-    await procs.killAll();
-  });
+  const { procs, cleanups, url } = useWorkerProcesses();
 
   /** Asks a worker process for its health (SIGUSR2 prints one JSON line) and waits for the answer. */
   async function health(p: WorkerProcess): Promise<{ activeRuns: number; cachedEngines: number; lastError: string | null }> {
@@ -43,11 +29,11 @@ describe('cancelling a 364-run tree live in worker processes', () => {
   }
 
   it('cancels every run and leaves no live actor or cached engine in either process', async () => {
-    const { schema, drop } = await freshSchema(url);
+    const { schema, drop } = await freshSchema(url());
     cleanups.push(drop);
-    const journal: PgJournal = await createPgJournal({ connectionString: url, schema, maxConnections: 4 });
+    const journal: PgJournal = await createPgJournal({ connectionString: url(), schema, maxConnections: 4 });
     cleanups.push(() => journal.close());
-    const workers = [0, 1].map((i) => procs.spawn({ workerId: `tree-w${i}`, url, schema, leaseMs: 10_000, pollMs: 200 }));
+    const workers = [0, 1].map((i) => procs.spawn({ workerId: `tree-w${i}`, url: url(), schema, leaseMs: 10_000, pollMs: 200 }));
     const client = new Client(journal, { logger: pino({ level: 'silent' }) });
     const root = await client.start(treeNode, 0, { workflowId: 'tree' });
 

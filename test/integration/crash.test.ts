@@ -1,12 +1,12 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { createPgJournal, type PgJournal } from '../../src/journal/postgres/index.js';
-import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
+import { freshSchema } from '../support/postgres.js';
 import { crashParent, expectedParentResult, openParentWork } from './fixtures/crash-workflows.js';
-import { JournalProbe, WorkerProcesses, countExecutions, waitFor, type WorkerProcess } from './fixtures/processes.js';
+import { JournalProbe, countExecutions, useWorkerProcesses, waitFor, type WorkerProcess } from './fixtures/processes.js';
 
 /**
  * SIGKILL in the middle of a 1,000-child fan-out (SPEC §5 crash safety, §11 "a worker killed with SIGKILL at any
@@ -34,33 +34,18 @@ const CHILDREN = 1000;
 const LEASE_MS = 2000;
 
 describe('SIGKILL of a worker process in a 1,000-child fan-out', () => {
-  let url: string;
-  const procs = new WorkerProcesses();
-  const cleanups: Array<() => Promise<void>> = [];
-
-  beforeAll(async () => {
-    url = await testDatabaseUrl();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail' && procs.all.length) console.error(`worker processes of the failed test:\n${procs.report()}`);
-    // Whatever happened, no worker process outlives its test.
-    await procs.killAll();
-    while (cleanups.length) await cleanups.pop()!().catch(() => {});
-  });
-  afterAll(async () => {
-    await procs.killAll();
-  });
+  const { procs, cleanups, url } = useWorkerProcesses();
 
   async function setUp() {
-    const { schema, drop } = await freshSchema(url);
+    const { schema, drop } = await freshSchema(url());
     cleanups.push(drop);
-    const journal: PgJournal = await createPgJournal({ connectionString: url, schema, maxConnections: 4 });
+    const journal: PgJournal = await createPgJournal({ connectionString: url(), schema, maxConnections: 4 });
     cleanups.push(() => journal.close());
     const dir = await mkdtemp(path.join(tmpdir(), 'skein-crash-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const execLog = path.join(dir, 'executions.log');
     const workers = [0, 1, 2].map((i) =>
-      procs.spawn({ workerId: `w${i}`, url, schema, leaseMs: LEASE_MS, pollMs: 200, concurrency: 100, env: { SKEIN_EXEC_LOG: execLog } }),
+      procs.spawn({ workerId: `w${i}`, url: url(), schema, leaseMs: LEASE_MS, pollMs: 200, concurrency: 100, env: { SKEIN_EXEC_LOG: execLog } }),
     );
     return { schema, journal, client: new Client(journal), probe: new JournalProbe(journal.pool, schema), execLog, workers };
   }

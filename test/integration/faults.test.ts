@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/journal/embedded.js';
 import { PgJournal, createPgJournal } from '../../src/journal/postgres/index.js';
 import { Worker } from '../../src/worker/worker.js';
-import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
+import { freshSchema } from '../support/postgres.js';
 import * as fx from './fixtures/crash-workflows.js';
-import { JournalProbe, WorkerProcesses, countExecutions, sleep, waitFor } from './fixtures/processes.js';
+import { JournalProbe, countExecutions, sleep, useWorkerProcesses, waitFor } from './fixtures/processes.js';
 
 /**
  * Faults a durable runtime must ride out (SPEC §5 "a lost notification costs latency, never correctness", §5 fenced
@@ -48,28 +48,15 @@ async function waitClosed(journal: PgJournal, runId: string, timeoutMs: number) 
 }
 
 describe('faults', () => {
-  let url: string;
-  const procs = new WorkerProcesses();
-  const cleanups: Array<() => Promise<void>> = [];
-
-  beforeAll(async () => {
-    url = await testDatabaseUrl();
-  });
-  afterEach(async (ctx) => {
-    if (ctx.task.result?.state === 'fail' && procs.all.length) console.error(`worker processes of the failed test:\n${procs.report()}`);
+  const { procs, cleanups, url } = useWorkerProcesses(() => {
     delete fx.hooks.gate;
     delete fx.hooks.onExecute;
-    await procs.killAll();
-    while (cleanups.length) await cleanups.pop()!().catch((err) => console.warn('cleanup failed', err));
-  });
-  afterAll(async () => {
-    await procs.killAll();
   });
 
   async function schemaWithJournal(maxConnections = 4) {
-    const { schema, drop } = await freshSchema(url);
+    const { schema, drop } = await freshSchema(url());
     cleanups.push(drop);
-    const journal = await createPgJournal({ connectionString: url, schema, maxConnections });
+    const journal = await createPgJournal({ connectionString: url(), schema, maxConnections });
     cleanups.push(() => journal.close());
     return { schema, journal, client: new Client(journal), probe: new JournalProbe(journal.pool, schema) };
   }
@@ -126,11 +113,11 @@ describe('faults', () => {
       await admin.pool.query(`SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1`, [role]);
       await admin.pool.query(`DROP ROLE IF EXISTS ${role}`);
     });
-    const urlA = new URL(url);
+    const urlA = new URL(url());
     urlA.username = role;
     urlA.password = 'skein';
     const journalA = new PgJournal({ connectionString: urlA.toString(), schema, maxConnections: 4 });
-    const journalB = new PgJournal({ connectionString: url, schema, maxConnections: 4 });
+    const journalB = new PgJournal({ connectionString: url(), schema, maxConnections: 4 });
     cleanups.push(() => journalA.close(), () => journalB.close());
     const POLL_A = 1000;
     const silent = pino({ level: 'silent' });
@@ -302,7 +289,7 @@ describe('faults', () => {
     const { schema, client, probe } = await schemaWithJournal();
     const execLog = await execLogFile();
     const env = { SKEIN_EXEC_LOG: execLog };
-    const w1 = procs.spawn({ workerId: 'w1', url, schema, leaseMs: LEASE_MS, pollMs: 200, env });
+    const w1 = procs.spawn({ workerId: 'w1', url: url(), schema, leaseMs: LEASE_MS, pollMs: 200, env });
     const ref = await client.start(fx.fencedRun, { key: 'f', ms: 1500 }, { workflowId: 'fenced' });
     // Frozen while slowStep runs and after its scheduling was committed (lastSeq 2), so w1 is between transactions;
     // a worker frozen inside one is the next test.
@@ -313,7 +300,7 @@ describe('faults', () => {
     }, 30_000);
     w1.signal('SIGSTOP');
     const frozenAt = Date.now();
-    const w2 = procs.spawn({ workerId: 'w2', url, schema, leaseMs: LEASE_MS, pollMs: 200, env });
+    const w2 = procs.spawn({ workerId: 'w2', url: url(), schema, leaseMs: LEASE_MS, pollMs: 200, env });
 
     const result = await client.result(ref, { timeoutMs: 30_000 });
     const finishedAt = Date.now();
@@ -361,7 +348,7 @@ describe('faults', () => {
     // locks a due run the way a commit does, and then its client does nothing more, as if frozen.
     // Must hold: while locked, another journal's claimDue cannot get the run; within the timeout (plus slack) it can.
     const { schema, journal: other, client } = await schemaWithJournal();
-    const frozen = new PgJournal({ connectionString: url, schema, maxConnections: 2, idleInTransactionTimeoutMs: 1000 });
+    const frozen = new PgJournal({ connectionString: url(), schema, maxConnections: 2, idleInTransactionTimeoutMs: 1000 });
     cleanups.push(() => frozen.close());
     const ref = await client.start(fx.leafChild, 'x', { workflowId: 'locked' });
     const conn = await frozen.pool.connect();
@@ -391,7 +378,7 @@ describe('faults', () => {
     const { schema, client, probe } = await schemaWithJournal();
     const execLog = await execLogFile();
     const GRACE = 1500;
-    const spec = { url, schema, leaseMs: LEASE_MS, pollMs: 200, concurrency: 100, shutdownGraceMs: GRACE, env: { SKEIN_EXEC_LOG: execLog } };
+    const spec = { url: url(), schema, leaseMs: LEASE_MS, pollMs: 200, concurrency: 100, shutdownGraceMs: GRACE, env: { SKEIN_EXEC_LOG: execLog } };
     const w1 = procs.spawn({ ...spec, workerId: 'w1' });
     const N = 300;
     // The parent's own activity runs until the test opens it, after w1 has exited: it outlasts the grace period.
