@@ -1,6 +1,6 @@
 import { continuedRunId, RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
-import type { NewEvent } from '../runtime/events.js';
+import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { telemetry } from '../runtime/telemetry.js';
 import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
@@ -88,7 +88,7 @@ export function freshEngine(host: RunHost, run: NewRun & { parentRunId: string; 
         seq: 1,
         recordedAt: now,
         type: 'RunStarted',
-        payload: { workflow: run.workflow, workflowId: run.workflowId, input: run.input, depth: run.depth, parentRunId: run.parentRunId, ...(run.callId ? { callId: run.callId } : {}) },
+        payload: runStartedPayload(run, run.input, run.depth),
       },
     ],
     now,

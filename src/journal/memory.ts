@@ -8,7 +8,7 @@ import {
   UnknownRunError,
   type SerializedError,
 } from '../runtime/errors.js';
-import type { JournalEvent, NewEvent } from '../runtime/events.js';
+import { runStartedPayload, type JournalEvent, type NewEvent } from '../runtime/events.js';
 import { journalValue } from '../runtime/json.js';
 import {
   isOpen,
@@ -545,15 +545,7 @@ export class MemoryJournal implements Journal {
       seq: 1,
       recordedAt: now,
       type: 'RunStarted',
-      payload: {
-        workflow: run.workflow,
-        workflowId: run.workflowId,
-        input: clone(input),
-        depth,
-        ...(run.deadline !== undefined ? { deadline: run.deadline } : {}),
-        ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
-        ...(run.callId ? { callId: run.callId } : {}),
-      },
+      payload: runStartedPayload(run, clone(input), depth),
     };
     const m: MemRun = { record, events: [started], leaseToken: null, wait: NO_WAIT, inbox: [], signalIds: new Set(), cancelJournaled: false };
     this.runs.set(run.runId, m);

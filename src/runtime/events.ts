@@ -105,6 +105,26 @@ export interface ChildOutcomePayload {
   closedAt: number;
 }
 
+/**
+ * The RunStarted payload of a run, built in one place: both journals write it and a worker that creates a run builds
+ * its engine from it without reading it back, so all three must agree key for key.
+ */
+export function runStartedPayload(
+  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined },
+  input: unknown,
+  depth: number,
+): EventPayloads['RunStarted'] {
+  return {
+    workflow: run.workflow,
+    workflowId: run.workflowId,
+    input,
+    depth,
+    ...(run.deadline !== undefined ? { deadline: run.deadline } : {}),
+    ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
+    ...(run.callId ? { callId: run.callId } : {}),
+  };
+}
+
 export type SideEffectKind = 'now' | 'random' | 'uuid' | 'sideEffect';
 export type EventType = keyof EventPayloads;
 

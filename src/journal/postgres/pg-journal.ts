@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
 import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
-import type { JournalEvent } from '../../runtime/events.js';
+import { runStartedPayload, type JournalEvent } from '../../runtime/events.js';
 import { toJson, toJsonText } from '../../runtime/json.js';
 import {
   isOpen,
@@ -739,21 +739,9 @@ function fence(run: LockedRun | undefined, lease: Lease, afterSeq: number): Lock
   return run;
 }
 
-/** The RunStarted payload, with the same keys in the same order as the memory journal writes. */
-function startedPayload(
-  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined },
-  input: unknown,
-  depth: number,
-): string {
-  return JSON.stringify({
-    workflow: run.workflow,
-    workflowId: run.workflowId,
-    input,
-    depth,
-    ...(run.deadline !== undefined ? { deadline: run.deadline } : {}),
-    ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
-    ...(run.callId ? { callId: run.callId } : {}),
-  });
+/** The RunStarted payload as JSON text (see runStartedPayload: the same keys, in the same order, everywhere). */
+function startedPayload(run: Parameters<typeof runStartedPayload>[0], input: unknown, depth: number): string {
+  return JSON.stringify(runStartedPayload(run, input, depth));
 }
 
 /** Validates every payload of a commit (PayloadError) and catches duplicate children, before anything is written. */
