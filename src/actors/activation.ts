@@ -64,8 +64,8 @@ export class EngineCache {
 }
 
 /** Gets the run's engine at the journal's current state: from the cache, or rebuilt by replaying the journal. */
-export async function loadEngine(host: RunHost, run: RunRecord): Promise<RunEngine> {
-  const cached = host.cache.take(run.runId, run.lastSeq);
+export async function loadEngine(host: RunHost, run: RunRecord, options: { cacheChecked?: boolean } = {}): Promise<RunEngine> {
+  const cached = options.cacheChecked ? undefined : host.cache.take(run.runId, run.lastSeq);
   if (cached) return cached;
   const events = await host.journal.readEvents(run.runId);
   const def = host.registry.workflow(run.workflow);

@@ -315,7 +315,8 @@ export const runMachine = setup({
       const run = await input.services.host.journal.getRun(input.runId);
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
       try {
-        return await loadEngine(input.services.host, run);
+        // (the cache was asked already when the lease told us the journal head: once is enough)
+        return await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined });
       } catch (err) {
         // Replay found changed code (or a broken journal): block the run (journaled, status 'blocked') instead of
         // failing the activation, which would bring it back after every lease expiry.

@@ -271,7 +271,7 @@ export class PgJournal implements Journal {
         try {
           if (seen.has(b.lease.runId)) throw new LeaseLostError(b.lease.runId, 'two commits of one run in one batch');
           seen.add(b.lease.runId);
-          fence(row && { ...row, runId: b.lease.runId, depth: 0, rootRunId: '', callId: null, parentClosePolicy: 'cancel' }, b.lease, b.commit.afterSeq);
+          fence(row, b.lease, b.commit.afterSeq);
           ok.push({ b, lastSeq: row!.lastSeq + b.prepared.events.length, parentRunId: row!.parentRunId });
           results.push({ lastSeq: row!.lastSeq + b.prepared.events.length, childLeases: [], wokeParent: null });
         } catch (err) {
@@ -326,7 +326,7 @@ export class PgJournal implements Journal {
     if (r.me && r.me.has_kids && r.me.lease_token === lease.token && r.me.status === 'running' && r.me.last_seq === c.afterSeq) {
       return this.commitOne(lease, c, p);
     }
-    fence(r.me ? { runId: lease.runId, status: r.me.status, leaseToken: r.me.lease_token, lastSeq: r.me.last_seq, depth: 0, rootRunId: '', parentRunId: null, callId: null, parentClosePolicy: 'cancel' } : undefined, lease, c.afterSeq);
+    fence(r.me ? { status: r.me.status, leaseToken: r.me.lease_token, lastSeq: r.me.last_seq } : undefined, lease, c.afterSeq);
     throw new LeaseLostError(lease.runId);
   }
 
@@ -731,7 +731,8 @@ export class GroupCommit<T, R> {
   }
 }
 
-function fence(run: LockedRun | undefined, lease: Lease, afterSeq: number): LockedRun {
+/** Checks a locked run against the writer's lease and journal head; returns it (whatever else the caller read). */
+function fence<R extends Pick<LockedRun, 'status' | 'leaseToken' | 'lastSeq'>>(run: R | undefined, lease: Lease, afterSeq: number): R {
   if (!run) throw new UnknownRunError(lease.runId);
   if (run.leaseToken !== lease.token) throw new LeaseLostError(lease.runId);
   if (run.status !== 'running') throw new LeaseLostError(lease.runId, `run is ${run.status}`);
