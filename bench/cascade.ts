@@ -14,8 +14,7 @@ import pino from 'pino';
 import { startChild, waitForSignal, workflow, type WorkflowDef } from '../src/runtime/commands.js';
 import { Client } from '../src/client/client.js';
 import { Worker } from '../src/worker/worker.js';
-import { createPgJournal } from '../src/journal/postgres/index.js';
-import { benchDatabaseUrl, insertCommitFloor } from './support.js';
+import { insertCommitFloor, runOnFreshSchema } from './support.js';
 
 const DEPTH = 5;
 const node: WorkflowDef<number, string> = workflow('w3_node', function* (depth: number): Generator<any, string, any> {
@@ -24,13 +23,10 @@ const node: WorkflowDef<number, string> = workflow('w3_node', function* (depth: 
   return 'unreachable';
 });
 
-async function main(): Promise<void> {
-  const db = await benchDatabaseUrl();
-  const schema = `bench_w3_${process.pid}`;
-  const journal = await createPgJournal({ connectionString: db.url, schema, maxConnections: 10 });
+runOnFreshSchema('w3', async ({ url, schema, journal }) => {
   const worker = new Worker({ workflows: [node], journal, logger: pino({ level: 'warn' }), pollIntervalMs: 200, concurrency: 5000 });
   try {
-    const floor = await insertCommitFloor(db.url, schema);
+    const floor = await insertCommitFloor(url, schema);
     worker.start();
     const client = new Client(journal, { logger: pino({ level: 'warn' }) });
     const samples: { db: number; actors: number }[] = [];
@@ -65,13 +61,5 @@ async function main(): Promise<void> {
     console.log('Reference: DBOS flips rows in ~14 ms but its code stops ~9.6 s later (10 s poll). Target: < 20 ms to both.');
   } finally {
     await worker.shutdown();
-    await journal.pool.query(`drop schema ${schema} cascade`).catch(() => {});
-    await journal.close();
-    await db.stop?.();
   }
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
 });

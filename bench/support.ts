@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { createPgJournal, type PgJournal } from '../src/journal/postgres/index.js';
 
 /** The benchmark database: DATABASE_URL, else a local server on 127.0.0.1:5432, else an embedded one. */
 export async function benchDatabaseUrl(): Promise<{ url: string; stop?: () => Promise<void> }> {
@@ -48,4 +49,26 @@ export async function bulkInsertFloor(url: string, schema: string, reps = 10): P
   } finally {
     await c.end();
   }
+}
+
+/**
+ * Runs a benchmark on its own schema of the benchmark database: opens a migrated journal there, and whatever happens
+ * drops the schema, closes the journal and stops an embedded server it started; a failure exits non-zero.
+ */
+export function runOnFreshSchema(name: string, bench: (ctx: { url: string; schema: string; journal: PgJournal }) => Promise<void>): void {
+  void (async () => {
+    const db = await benchDatabaseUrl();
+    const schema = `bench_${name}_${process.pid}`;
+    const journal = await createPgJournal({ connectionString: db.url, schema, maxConnections: 10 });
+    try {
+      await bench({ url: db.url, schema, journal });
+    } finally {
+      await journal.pool.query(`drop schema ${schema} cascade`).catch(() => {});
+      await journal.close();
+      await db.stop?.();
+    }
+  })().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
 }

@@ -7,22 +7,10 @@ import { notifyChunks } from '../../src/journal/postgres/sql.js';
 import { LeaseLostError, RunClosedError } from '../../src/runtime/errors.js';
 import type { NewEvent } from '../../src/runtime/events.js';
 import { describeJournalContract, eventually } from '../journal-contract.js';
-import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
+import { freshPgJournal, freshSchema, testDatabaseUrl } from '../support/postgres.js';
 
 // The same contract as the memory journal, each test on a fresh schema that is dropped afterwards.
-describeJournalContract('PgJournal', async (clock) => {
-  const url = await testDatabaseUrl();
-  const { schema, drop } = await freshSchema(url);
-  const journal = new PgJournal({ connectionString: url, schema, clock, maxConnections: 4 });
-  await journal.migrate();
-  return {
-    journal,
-    cleanup: async () => {
-      await journal.close();
-      await drop();
-    },
-  };
-});
+describeJournalContract('PgJournal', (clock) => freshPgJournal({ clock }));
 
 describe('PgJournal on PostgreSQL', () => {
   let url: string;

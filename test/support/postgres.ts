@@ -5,6 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { freePort, startEmbeddedPostgres } from '../../src/journal/embedded.js';
 import { Sql } from '../../src/journal/postgres/sql.js';
+import { PgJournal } from '../../src/journal/postgres/index.js';
+import type { Clock } from '../../src/journal/journal.js';
 
 /**
  * The PostgreSQL the integration tests run against, in this order:
@@ -80,6 +82,24 @@ export async function freshSchema(url: string): Promise<{ schema: string; drop()
       } finally {
         await client.end();
       }
+    },
+  };
+}
+
+/**
+ * A migrated PgJournal on a fresh schema of the test database, and the cleanup that closes it and drops the schema:
+ * the `makeJournal` of the shared suites (journal contract, lifecycle scenarios).
+ */
+export async function freshPgJournal(options: { clock?: Clock; maxConnections?: number } = {}): Promise<{ journal: PgJournal; cleanup: () => Promise<void> }> {
+  const url = await testDatabaseUrl();
+  const { schema, drop } = await freshSchema(url);
+  const journal = new PgJournal({ connectionString: url, schema, maxConnections: options.maxConnections ?? 4, ...(options.clock ? { clock: options.clock } : {}) });
+  await journal.migrate();
+  return {
+    journal,
+    cleanup: async () => {
+      await journal.close();
+      await drop();
     },
   };
 }

@@ -30,7 +30,6 @@ describe('smoke', () => {
     const id = await sim.start(parent, [1]);
     await sim.runUntilIdle();
     const r = await sim.run(id);
-    if (r.status !== "completed") for (const x of sim.journal.allRuns()) console.log(x.runId, x.status, x.nextWakeupAt, JSON.stringify((await sim.history(x.runId)).map(e => [e.type, e.payload])));
     expect(r.status).toBe('completed');
     expect(r.result).toEqual({ first: 2, a: 10, b: 4, c: 14, caught: 'three is bad', t0: 'number', ns: [1] });
   });
