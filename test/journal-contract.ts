@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/journal/memory.js';
-import { NO_WAIT, type CancelOptions, type ClosedStatus, type Commit, type Journal, type Lease, type NewRun, type WaitSpec } from '../src/journal/journal.js';
+import { NO_WAIT, type CancelOptions, type ClosedStatus, type Commit, type Journal, type Lease, type NewRun, type RunStall, type WaitSpec } from '../src/journal/journal.js';
 import { DuplicateWorkflowIdError, LeaseLostError, PayloadError, RunClosedError, UnknownRunError, type SerializedError } from '../src/runtime/errors.js';
 import type { NewEvent } from '../src/runtime/events.js';
 
@@ -580,6 +580,109 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
       });
     });
 
+    // ---- misconfigured fleets: workers claim only what they can run; a run records what it is stuck on ----
+
+    describe('misconfigured fleets', () => {
+      const activityScheduled = (path: string, name: string): NewEvent => ({ type: 'ActivityScheduled', payload: { path, name, inputHash: 'h', input: null } });
+      const stallOf = (over: Partial<RunStall> = {}): RunStall => ({
+        reason: 'activity_unavailable',
+        activity: 'cancelHotel',
+        path: '1',
+        workerId: 'w1',
+        attempts: 1,
+        since: clock.now(),
+        nextAttemptAt: clock.now() + 1000,
+        ...over,
+      });
+
+      it('claimDue with workflows leases only runs of those workflows; the others stay due for a claimer that has them', async () => {
+        await start('a', { workflow: 'known' });
+        clock.advance(1);
+        await start('b', { workflow: 'unknown' });
+        clock.advance(1);
+        await start('c', { workflow: 'other' });
+        const claim = (owner: string, workflows: string[]) => journal.claimDue({ owner, queues: [QUEUE], limit: 10, leaseMs: LEASE_MS, workflows });
+        expect((await claim('w1', ['known', 'other'])).map((l) => l.runId)).toEqual(['run-a', 'run-c']);
+        expect(await claim('w1', ['known', 'other'])).toEqual([]);
+        expect(await claim('w1', [])).toEqual([]);
+        const b = await journal.getRun('run-b');
+        expect(b).toMatchObject({ status: 'running', leaseOwner: null, nextWakeupAt: expect.any(Number) });
+        expect(b!.nextWakeupAt!).toBeLessThanOrEqual(clock.now());
+        expect((await claim('w2', ['unknown'])).map((l) => l.runId)).toEqual(['run-b']);
+      });
+
+      it('acquire with workflows refuses a run of another workflow (and leaves it free)', async () => {
+        const run = await start('a', { workflow: 'unknown' });
+        expect(await journal.acquire(run.runId, 'w1', LEASE_MS, [QUEUE], ['known'])).toBeUndefined();
+        expect(await journal.acquire(run.runId, 'w1', LEASE_MS, undefined, [])).toBeUndefined();
+        expect((await journal.getRun(run.runId))!.leaseOwner).toBeNull();
+        expect(await journal.acquire(run.runId, 'w2', LEASE_MS, [QUEUE], ['known', 'unknown'])).toMatchObject({ runId: run.runId, owner: 'w2' });
+      });
+
+      it('a stall is written with the releasing commit, handed out with the next lease, kept by commits that do not touch it', async () => {
+        const run = await start('a');
+        expect(run.stall).toBeNull();
+        const lease = await mustAcquire(run.runId);
+        const stall = stallOf();
+        await journal.commit(lease, commitOf(1, { events: [activityScheduled('1', 'cancelHotel')], wait: waitOn({ timerAt: stall.nextAttemptAt }), release: true, stall }));
+        expect(await journal.getRun(run.runId)).toMatchObject({ stall, leaseOwner: null, nextWakeupAt: stall.nextAttemptAt });
+        clock.advance(1000);
+        const [next] = await journal.claimDue({ owner: 'w2', queues: [QUEUE], limit: 1, leaseMs: LEASE_MS });
+        expect(next).toMatchObject({ runId: run.runId, stall });
+        // a commit that says nothing about the stall (a signal journaled, say) keeps it
+        await journal.commit(next!, commitOf(2, { events: [sideEffect(3)], wait: waitOn({ busy: true }) }));
+        expect((await journal.getRun(run.runId))!.stall).toEqual(stall);
+        // the next stall (a longer backoff) replaces it
+        const again = stallOf({ workerId: 'w2', attempts: 2, nextAttemptAt: clock.now() + 2000 });
+        await journal.commit(next!, commitOf(3, { wait: waitOn({ timerAt: again.nextAttemptAt }), release: true, stall: again }));
+        expect((await journal.getRun(run.runId))!.stall).toEqual(again);
+        clock.advance(2000);
+        expect((await journal.acquire(run.runId, 'w3', LEASE_MS))?.stall).toEqual(again);
+      });
+
+      it('the stall is cleared by the commit that journals the stalled activity\'s result, by stall: null, by a block and by a close', async () => {
+        const completed: NewEvent = { type: 'ActivityCompleted', payload: { path: '1', result: 'ok', closedAt: clock.now(), attempts: 1 } };
+        const other: NewEvent = { type: 'ActivityCompleted', payload: { path: '0', result: 'ok', closedAt: clock.now(), attempts: 1 } };
+        for (const id of ['result', 'cleared', 'blocked', 'closed']) {
+          await start(id);
+          await journal.commit(await mustAcquire(`run-${id}`), commitOf(1, { events: [activityScheduled('0', 'bookHotel'), activityScheduled('1', 'cancelHotel')], release: true, stall: stallOf() }));
+        }
+        const l1 = await mustAcquire('run-result');
+        await journal.commit(l1, commitOf(3, { events: [other], wait: waitOn({ busy: true }) }));
+        expect((await journal.getRun('run-result'))!.stall).not.toBeNull(); // another activity's result: still stalled
+        await journal.commit(l1, commitOf(4, { events: [completed], wait: waitOn({}) }));
+        expect((await journal.getRun('run-result'))!.stall).toBeNull();
+
+        await journal.commit(await mustAcquire('run-cleared'), commitOf(3, { wait: waitOn({ busy: true }), stall: null }));
+        expect((await journal.getRun('run-cleared'))!.stall).toBeNull();
+
+        await journal.commit(await mustAcquire('run-blocked'), commitOf(3, { block: boom }));
+        expect((await journal.getRun('run-blocked'))!.stall).toBeNull();
+
+        await journal.commit(await mustAcquire('run-closed'), commitOf(3, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 } }));
+        expect((await journal.getRun('run-closed'))!.stall).toBeNull();
+      });
+
+      it('claimDue with activities leaves a run stalled on an activity the claimer lacks to those that have it, for graceMs past its next attempt', async () => {
+        const run = await start('a');
+        const stall = stallOf({ nextAttemptAt: clock.now() + 1000 });
+        await journal.commit(await mustAcquire(run.runId), commitOf(1, { events: [activityScheduled('1', 'cancelHotel')], wait: waitOn({ timerAt: stall.nextAttemptAt }), release: true, stall }));
+        const lacking = () => journal.claimDue({ owner: 'lacking', queues: [QUEUE], limit: 10, leaseMs: LEASE_MS, activities: { names: ['bookHotel'], graceMs: 5000 } });
+        const having = () => journal.claimDue({ owner: 'having', queues: [QUEUE], limit: 10, leaseMs: LEASE_MS, activities: { names: ['bookHotel', 'cancelHotel'], graceMs: 5000 } });
+        clock.advance(999);
+        expect(await having()).toEqual([]); // not due yet for anybody
+        clock.advance(1);
+        expect(await lacking()).toEqual([]);
+        clock.advance(4999);
+        expect(await lacking()).toEqual([]);
+        const [lease] = await having();
+        expect(lease?.runId).toBe(run.runId);
+        await journal.release(lease!);
+        clock.advance(1);
+        expect((await lacking()).map((l) => l.runId)).toEqual([run.runId]);
+      });
+    });
+
     // ---- close and block ----
 
     describe('close and block', () => {
@@ -1005,7 +1108,13 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
           });
           await expect(journal.commit(lease, commitOf(1, { events: [sideEffect(1)] }))).rejects.toBeInstanceOf(LeaseLostError);
           await expect(journal.renew(lease, 100)).rejects.toBeInstanceOf(LeaseLostError);
-          expect(await journal.readEvents('run-p-r')).toHaveLength(1);
+          // the journal ends with the request and the closing event, written by the cancel (the stale writer wrote nothing)
+          expect((await journal.readEvents('run-p-r')).map((e) => [e.type, e.payload])).toEqual([
+            ['RunStarted', expect.anything()],
+            ['CancelRequested', { reason: 'no more', deadline: clock.now(), closedAt: clock.now() }],
+            ['RunCancelled', { reason: 'no more', forced: true }],
+          ]);
+          expect((await journal.getRun('run-p-r'))!.lastSeq).toBe(3);
           expect(await journal.acquire('run-p-r', 'w2', 100)).toBeUndefined();
           // awaiters are woken at once, and learn the outcome
           expect((await journal.getRun(parent.runId))!.nextWakeupAt).toBe(clock.now());
@@ -1161,8 +1270,19 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
           clock.advance(3);
           const res = await journal.commit(lease, commitOf(seq, { events: [{ type: 'RunCompleted', payload: { result: 'done' } }], close: { status: 'completed', result: 'done' } }));
           expect(res.lastSeq).toBe(seq + 1);
-          expect(await journal.getRun('run-r-c')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_cancelled' }, closedAt: clock.now() });
-          expect(await journal.getRun('run-r-t')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError' } });
+          expect(await journal.getRun('run-r-c')).toMatchObject({ status: 'cancelled', error: { name: 'CancelledError', message: 'parent_closed: completed' }, closedAt: clock.now() });
+          expect(await journal.getRun('run-r-t')).toMatchObject({ status: 'terminated', error: { name: 'TerminatedError', message: 'parent_closed: completed' } });
+          // each child's own journal says why it closed: the request and its closing event, naming the parent's close
+          const tail = async (runId: string) =>
+            (await journal.readEvents(runId)).filter((e) => !['RunStarted', 'ChildScheduled'].includes(e.type)).map((e) => [e.type, e.payload]);
+          expect(await tail('run-r-c')).toEqual([
+            ['CancelRequested', { reason: 'parent_closed: completed', deadline: clock.now(), closedAt: clock.now() }],
+            ['RunCancelled', { reason: 'parent_closed: completed', forced: true }],
+            ['ParentClosePolicyApplied', { childRunId: 'run-c-g', callId: 'call-g', policy: 'cancel' }],
+          ]);
+          expect(await tail('run-r-t')).toEqual([['RunTerminated', { reason: 'parent_closed: completed' }]]);
+          expect((await tail('run-c-g')).map(([t]) => t)).toEqual(['CancelRequested', 'RunCancelled']);
+          expect((await journal.getRun('run-r-t'))!.lastSeq).toBe(2);
           expect(await statusOf('run-r-a')).toBe('running');
           expect(await statusOf('run-r-d')).toBe('completed');
           expect(await statusOf('run-c-g')).toBe('cancelled');

@@ -13,8 +13,11 @@ import {
   startChild,
   waitForSignal,
   workflow,
+  now,
   all,
+  allSettled,
   RunEngine,
+  RunStateError,
   type WorkflowDef,
 } from '../src/index.js';
 import type { Journal } from '../src/journal/journal.js';
@@ -357,6 +360,172 @@ export function describeLifecycle(name: string, makeJournal: MakeLifecycleJourna
           expect(engine.takeOutput().events).toEqual([]);
           expect(engine.closed).toBe(true);
         }
+      });
+    });
+
+    describe('trust: cancel, retries, bugs, closing events, describe (issue 8)', () => {
+      // The README's trip example: a parent waiting on something when it is cancelled gets CancelledError at that
+      // yield, runs its compensation within the grace period and closes cancelled, whatever it waited on.
+      const hotelSaga = workflow('hotelSaga', function* (_: string) {
+        return yield* waitForSignal<string>('never');
+      });
+      const waits = ['a child', 'an all() of children and an activity', 'an allSettled() of children', 'a timer', 'a signal'] as const;
+      for (const what of waits) {
+        it(`graceful cancel of a run waiting on ${what}: CancelledError, compensation, closed cancelled`, async () => {
+          const undone: string[] = [];
+          const bookFlight = defineActivity('bookFlight', async (t: string) => `flight-${t}`);
+          const cancelFlight = defineActivity('cancelFlight', async (f: string) => void undone.push(f));
+          const slow = defineActivity('slowQuote', async () => new Promise<number>((r) => setTimeout(() => r(1), 300)));
+          const trip = workflow('trip', function* (t: string) {
+            const flight = yield* activity(bookFlight, t);
+            try {
+              if (what === 'a child') return yield* child(hotelSaga, t);
+              if (what === 'an all() of children and an activity') return yield* all([child(hotelSaga, t, { id: 'h1' }), [activity(slow, null), child(hotelSaga, t, { id: 'h2' })]]);
+              if (what === 'an allSettled() of children') return yield* allSettled([child(hotelSaga, t, { id: 'h1' }), child(hotelSaga, t, { id: 'h2' })]);
+              if (what === 'a timer') return yield* sleep(60_000);
+              return yield* waitForSignal('confirm');
+            } catch (err) {
+              if (err instanceof CancelledError) yield* activity(cancelFlight, flight);
+              throw err;
+            }
+          });
+          const { client, journal } = await setup([trip, hotelSaga], [bookFlight, cancelFlight, slow]);
+          const ref = await client.start(trip, 'x');
+          const childless = what === 'a timer' || what === 'a signal';
+          await until(async () =>
+            childless ? (await journal.readEvents(ref.runId)).length >= 4 : (await journal.listChildren(ref.runId)).length >= (what === 'a child' ? 1 : 2),
+          );
+          expect(await client.cancel(ref.runId, 'changed plans', { graceMs: 30_000 })).toMatchObject({ status: 'cancelling' });
+          await until(async () => !['running', 'blocked'].includes((await journal.getRun(ref.runId))!.status));
+          const run = (await journal.getRun(ref.runId))!;
+          const types = (await journal.readEvents(ref.runId)).map((e) => e.type);
+          expect({ status: run.status, undone }, types.join(',')).toEqual({ status: 'cancelled', undone: ['flight-x'] });
+          expect(types).not.toContain('RunFailed');
+          expect(types.indexOf('CancelRequested')).toBeLessThan(types.indexOf('RunCancelled'));
+          expect(types[types.length - 1]).toBe('RunCancelled');
+          for (const k of await journal.listChildren(ref.runId)) expect(k.status).toBe('cancelled'); // descendants went with it
+        });
+      }
+
+      it('a retried child attempt never starts before its backoff (startAt)', async () => {
+        const failing = workflow('failsTwice', function* (n: number) {
+          yield* sleep(0);
+          throw new Error(`attempt failed (${n})`);
+        });
+        const parent = workflow('retryParent', function* (_: null) {
+          try {
+            return yield* child(failing, 1, { id: 'k', retry: { maximumAttempts: 3, initialIntervalMs: 250, backoffCoefficient: 2 } });
+          } catch (e) {
+            return (e as Error).name;
+          }
+        });
+        const { client, journal } = await setup([parent, failing]);
+        const ref = await client.start(parent, null);
+        expect(await client.result(ref, { timeoutMs: 10_000 })).toBe('ChildFailedError');
+        const kids = (await journal.listChildren(ref.runId)).sort((a, b) => a.workflowId.localeCompare(b.workflowId));
+        expect(kids.map((k) => k.workflowId.split('/').pop())).toEqual(['k', 'k~2', 'k~3']);
+        const firstEvent = async (runId: string) => (await journal.readEvents(runId))[1]!.recordedAt; // its first step
+        const [t1, t2, t3] = [kids[0]!.closedAt!, await firstEvent(kids[1]!.runId), await firstEvent(kids[2]!.runId)];
+        expect(t2 - t1).toBeGreaterThanOrEqual(250);
+        expect(t3 - kids[1]!.closedAt!).toBeGreaterThanOrEqual(500);
+      });
+
+      it('a programming error blocks the run (not failed); after a fix, resume replays it with the new code', async () => {
+        let fixed = false;
+        const buggy = workflow('buggy', function* (_: null) {
+          const n = yield* now();
+          if (!fixed) (undefined as unknown as { total(): number }).total(); // TypeError: a bug
+          return typeof n === 'number' ? 'fixed' : 'odd';
+        });
+        const onPurpose = workflow('onPurpose', function* (_: null) {
+          yield* sleep(0);
+          throw new Error('card declined');
+        });
+        const { client, journal } = await setup([buggy, onPurpose]);
+        const ref = await client.start(buggy, null, { workflowId: 'bug-1' });
+        await until(async () => (await journal.getRun(ref.runId))!.status === 'blocked');
+        const blocked = (await journal.getRun(ref.runId))!;
+        expect(blocked.error).toMatchObject({ name: 'TypeError' });
+        expect(blocked.error!.stack).toContain('TypeError');
+        const d = await client.describe(ref.runId);
+        expect(d.waitingFor).toMatchObject({ kind: 'operator', error: { name: 'TypeError' } });
+        // the same workflow id still names this run, and a resume of a run that is not blocked is refused
+        expect((await client.start(buggy, null, { workflowId: 'bug-1' })).runId).toBe(ref.runId);
+        fixed = true;
+        await client.resume(ref.runId, 'deployed the fix');
+        expect(await client.result(ref, { timeoutMs: 5000 })).toBe('fixed');
+        const types = (await journal.readEvents(ref.runId)).map((e) => e.type);
+        // (the blocked activation committed nothing but RunBlocked: its SideEffect is decided again after the resume)
+        expect(types).toEqual(['RunStarted', 'RunBlocked', 'RunResumed', 'SideEffect', 'RunCompleted']);
+        await expect(client.resume(ref.runId)).rejects.toBeInstanceOf(RunStateError);
+        // an error the code throws on purpose fails the run
+        const failed = await client.start(onPurpose, null);
+        await until(async () => (await journal.getRun(failed.runId))!.status === 'failed');
+      });
+
+      it('every closed run ends with its closing event: policy-closed children say the parent closed, terminated runs say so', async () => {
+        const parent = workflow('leaves', function* (_: null) {
+          yield* startChild(waiter, null, { id: 'c' });
+          yield* startChild(waiter, null, { id: 't', parentClosePolicy: 'terminate' });
+          yield* sleep(20);
+          return 'done';
+        });
+        const { client, journal } = await setup([parent, waiter]);
+        const ref = await client.start(parent, null);
+        expect(await client.result(ref, { timeoutMs: 5000 })).toBe('done');
+        const kids = Object.fromEntries((await journal.listChildren(ref.runId)).map((k) => [k.workflowId.split('/').pop(), k]));
+        const closing = async (runId: string) => (await journal.readEvents(runId)).filter((e) => e.type.startsWith('Run') || e.type === 'CancelRequested').map((e) => [e.type, (e.payload as { reason?: string }).reason]);
+        expect(kids.c!.error).toMatchObject({ name: 'CancelledError', message: 'parent_closed: completed' });
+        expect(await closing(kids.c!.runId)).toEqual([
+          ['RunStarted', undefined],
+          ['CancelRequested', 'parent_closed: completed'],
+          ['RunCancelled', 'parent_closed: completed'],
+        ]);
+        expect(await closing(kids.t!.runId)).toEqual([
+          ['RunStarted', undefined],
+          ['RunTerminated', 'parent_closed: completed'],
+        ]);
+        const solo = await client.start(waiter, null);
+        await until(async () => (await journal.readEvents(solo.runId)).length > 1);
+        await client.terminate(solo.runId, 'operator');
+        const ev = await journal.readEvents(solo.runId);
+        expect([ev[ev.length - 1]!.type, (ev[ev.length - 1]!.payload as { reason: string }).reason]).toEqual(['RunTerminated', 'operator']);
+      });
+
+      it('describe() shows what the engine waits on: a consumed signal is no wait, nested barriers keep their groups', async () => {
+        const early = workflow('earlySignal', function* (_: null) {
+          yield* sleep(10);
+          const v = yield* waitForSignal<string>('go');
+          yield* sleep(100_000);
+          return v;
+        });
+        const nested = workflow('nestedBarrier', function* (_: null) {
+          return yield* all([child(waiter, null, { id: 'a' }), [child(waiter, null, { id: 'b' }), all([child(waiter, null, { id: 'c' }), sleep(1)])]]);
+        });
+        const { client, journal } = await setup([early, nested, waiter]);
+        const e = await client.start(early, null);
+        await client.signal(e.runId, 'go', 'now');
+        await until(async () => (await journal.readEvents(e.runId)).some((x) => x.type === 'TimerStarted' && x.payload.path === '2'));
+        await until(async () => (await client.describe(e.runId)).openWaits[0]?.path === '2');
+        const de = await client.describe(e.runId);
+        expect(de.waitKind).toBe('timer');
+        expect(de.openWaits).toHaveLength(1);
+        expect(de.openWaits[0]).toMatchObject({ kind: 'timer', path: '2' });
+        expect(de.openWaits[0]!.fireAt! - de.openWaits[0]!.since).toBe(100_000);
+
+        const n = await client.start(nested, null);
+        await until(async () => (await client.describe(n.runId)).openWaits.length === 3);
+        const dn = await client.describe(n.runId);
+        expect(dn.openWaits.map((w) => [w.kind, w.childWorkflowId!.split('/').pop(), w.groupPath, w.index, w.size, w.leafIndex])).toEqual([
+          ['child', 'a', ['0'], 0, 2, 0],
+          ['child', 'b', ['0', '0/1'], 0, 2, 1],
+          ['child', 'c', ['0', '0/1', '0/1/1'], 0, 2, 2],
+        ]);
+        for (const w of dn.openWaits) expect(typeof w.since).toBe('number');
+        // a signal wait names its signal
+        const w = await client.start(waiter, null);
+        await until(async () => (await client.describe(w.runId)).waitKind === 'signal');
+        expect((await client.describe(w.runId)).openWaits[0]).toMatchObject({ kind: 'signal', signal: 'go' });
       });
     });
 

@@ -1,9 +1,10 @@
 import { continuedRunId, RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
-import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
+import { CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
+import { storedWaits } from '../runtime/waits.js';
 import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
-import { telemetry } from '../runtime/telemetry.js';
-import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type WaitSpec } from '../journal/journal.js';
+import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
+import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
 
 /**
  * One activation, as every host performs it (the XState run actor in a worker, and the deterministic simulator of
@@ -179,6 +180,12 @@ export interface StepOptions {
   leaseChildren: boolean;
   /** Read the run's inbox (signals, cancel request). Default true. */
   checkInbox?: boolean;
+  /**
+   * Sees the run's wait before a commit that does not close it. A host that cannot go on with the run (an open
+   * activity it does not have, and nothing else it runs) returns the wait to commit instead (not busy, due at the
+   * next attempt) and the stall to record: the run is then released in that commit (RunRecord.stall).
+   */
+  stall?: (wait: WaitSpec) => { wait: WaitSpec; stall: RunStall } | undefined;
 }
 
 export type StepResult =
@@ -206,30 +213,43 @@ export async function step(
     const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true);
     let output = engine.activate(deliveries, host.journal.clock.now());
     if (prepare && !output.close) output = await prepare(output);
-    const wait = engine.waitSpec();
+    let wait = engine.waitSpec();
+    const stalled = output.close ? undefined : options.stall?.(wait);
+    if (stalled) wait = stalled.wait;
     const release = options.releaseWhenIdle && !wait.busy && !output.close;
     const commit = await host.journal.commit(lease, {
       afterSeq: committedSeq,
       events: output.events,
       children: output.children,
       wait,
+      ...(output.close ? {} : { waits: storedWaits(engine.openWaits()) }),
       ...(output.close ? { close: closeOf(output.close) } : {}),
       ...(output.signals.length ? { signals: output.signals } : {}),
       ...(output.closeChildren.length ? { closeChildren: output.closeChildren } : {}),
       ...(host.engineOptions.maxChildDepth !== undefined ? { maxChildDepth: host.engineOptions.maxChildDepth } : {}),
       release,
+      ...(stalled ? { stall: stalled.stall } : {}),
       leaseChildren: options.leaseChildren,
     });
     engine.markCommitted();
+    // Telemetry of what this commit journaled (children started and closed), never of replayed history.
+    emitChildEvents(engine.run.runId, output.events, engine.events, committedSeq);
     return { kind: 'committed', output, wait, commit, released: release || !!output.close };
   } catch (err) {
-    if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) return block(host, lease, committedSeq, err);
+    if (isBlocking(err)) return block(host, lease, committedSeq, err);
     throw err;
   }
 }
 
+/** Errors that block a run instead of failing it: the code no longer replays its journal, or it has a bug. */
+export function isBlocking(err: unknown): err is NonDeterminismError | CorruptJournalError | WorkflowCodeError {
+  return err instanceof NonDeterminismError || err instanceof CorruptJournalError || err instanceof WorkflowCodeError;
+}
+
 export async function block(host: RunHost, lease: Lease, afterSeq: number, error: Error): Promise<StepResult> {
-  const serialized = serializeError(error);
+  // A bug in the workflow code is recorded as the code's own error (name, message, stack), which is what an operator
+  // needs to fix it; the wrapper only said "this blocks".
+  const serialized = serializeError(error instanceof WorkflowCodeError && error.cause instanceof Error ? error.cause : error);
   const commit = await host.journal.commit(lease, {
     afterSeq,
     events: [{ type: 'RunBlocked', payload: { error: serialized } }],

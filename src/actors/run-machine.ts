@@ -1,11 +1,11 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'pino';
-import { runActivity } from '../runtime/activities.js';
-import type { ActivityTask, RunEngine } from '../runtime/engine.js';
-import { CorruptJournalError, LeaseLostError, NonDeterminismError } from '../runtime/errors.js';
+import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
+import { comparePaths, type ActivityTask, type RunEngine } from '../runtime/engine.js';
+import { LeaseLostError } from '../runtime/errors.js';
 import type { NewEvent } from '../runtime/events.js';
-import type { ChildOutcome, CommitResult, Lease, NewRun } from '../journal/journal.js';
-import { block, freshEngine, loadEngine, mergeOutputs, outcomeDelivery, step, type RunHost, type StepResult } from './activation.js';
+import type { ChildOutcome, CommitResult, Lease, NewRun, RunStall, WaitSpec } from '../journal/journal.js';
+import { block, freshEngine, isBlocking, loadEngine, mergeOutputs, outcomeDelivery, step, type RunHost, type StepResult } from './activation.js';
 
 /**
  * The run actor: one XState actor per active run, driving its generator through activations.
@@ -154,18 +154,26 @@ export interface RunContext {
   renewFailures: number;
 }
 
-export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' };
+export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' } | { type: 'LEASE'; lease: Lease };
 
 async function activate(ctx: RunContext): Promise<StepResult> {
   const { services, lease } = ctx;
   const engine = ctx.engine!;
   const work = ctx.work!;
   const host = services.host;
-  const startAll = (w: LocalWork, tasks: ActivityTask[]) => tasks.map((t) => w.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
+  // (only activities registered here: one that is not is not run, nor failed, see stallOf)
+  const startAll = (w: LocalWork, tasks: ActivityTask[]) =>
+    tasks.filter((t) => host.registry.hasActivity(t.name)).map((t) => w.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
   // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
   startAll(work, engine.openActivities());
   const prepared = new Map<string, PreparedRun>();
-  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox }, async (first) => {
+  let stalled: { stall: RunStall; timerAt: number | null } | undefined;
+  const stall = (wait: WaitSpec) => {
+    const s = stallOf(ctx, wait);
+    if (s) stalled = { stall: s.stall, timerAt: wait.timerAt };
+    return s;
+  };
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox, stall }, async (first) => {
     let output = first;
     const deadline = Date.now() + Math.max(services.inlineActivityBudgetMs, services.inlineChildBudgetMs);
     const attempted = new Set<string>();
@@ -177,7 +185,9 @@ async function activate(ctx: RunContext): Promise<StepResult> {
       // here at once. Otherwise its actor takes over the engine and the activities already running.
       const fresh =
         services.inlineChildBudgetMs > 0
-          ? output.children.filter((c) => !attempted.has(c.runId) && !c.completed && (c.startAt ?? now) <= now && services.queues.includes(c.queue))
+          ? output.children.filter(
+              (c) => !attempted.has(c.runId) && !c.completed && (c.startAt ?? now) <= now && services.queues.includes(c.queue) && host.registry.hasWorkflow(c.workflow),
+            )
           : [];
       // Never more than this worker will run: a child given back to other workers would redo its activities.
       fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
@@ -219,8 +229,39 @@ async function activate(ctx: RunContext): Promise<StepResult> {
             return { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1, ...(p ? { prepared: p } : {}) };
           })
       : [];
-  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? result.wait.timerAt : null, created);
+  if (result.kind === 'committed' && stalled) {
+    const st = stalled.stall;
+    services.log.warn(
+      { runId: ctx.runId, activity: st.activity, path: st.path, attempts: st.attempts, nextAttemptAt: st.nextAttemptAt },
+      'activity not registered in this worker: run released, to be retried by a worker that has it',
+    );
+  }
+  // (a stalled run's next attempt is not a timer of ours: whichever worker polls first takes it, see stallOf)
+  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? (stalled ? stalled.timerAt : result.wait.timerAt) : null, created);
   return result;
+}
+
+/**
+ * A run that needs an activity this worker does not register, with nothing else to do here (no activity of it runs
+ * or is about to run here), is stalled: "not registered here" is not a failure of the activity, so nothing is
+ * journaled for it. The commit records the stall (RunRecord.stall), is not busy and wakes the run at its next attempt,
+ * after a backoff (unavailableActivityBackoffMs: 1 s doubling to 60 s, jittered), and releases it. Any worker may
+ * then claim it; one that has the activity runs it, one that has not stalls it again with `attempts` + 1 (the count
+ * comes from the lease, so it survives a hand-over). Among several stalled activities, the first by call path.
+ */
+function stallOf(ctx: RunContext, wait: WaitSpec): { wait: WaitSpec; stall: RunStall } | undefined {
+  const registry = ctx.services.host.registry;
+  const open = ctx.engine!.openActivities();
+  const missing = open.filter((a) => !registry.hasActivity(a.name));
+  if (!missing.length || missing.length < open.length || ctx.work!.size > 0) return undefined;
+  const first = missing.sort((a, b) => comparePaths(a.path, b.path))[0]!;
+  const prev = ctx.lease.stall;
+  const same = prev?.reason === 'activity_unavailable' && prev.path === first.path && prev.activity === first.name;
+  const now = ctx.services.host.journal.clock.now();
+  const attempts = same ? prev.attempts + 1 : 1;
+  const nextAttemptAt = now + unavailableActivityBackoffMs(attempts);
+  const stall: RunStall = { reason: 'activity_unavailable', activity: first.name, path: first.path, workerId: ctx.lease.owner, attempts, since: same ? prev.since : now, nextAttemptAt };
+  return { wait: { ...wait, busy: false, timerAt: Math.min(wait.timerAt ?? Infinity, nextAttemptAt) }, stall };
 }
 
 /** Waits for `p`, but not past `deadline`. One event-loop turn first: most activities are quick, and a fan-out of
@@ -262,7 +303,8 @@ async function attemptInline(services: RunServices, spec: FreshRun, deadline: nu
   let out = engine.takeOutput();
   for (;;) {
     if (engine.closed || out.children.length || out.signals.length || out.closeChildren.length) break;
-    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path));
+    // (an activity not registered here is left to the child's own actor, which stalls the child: see stallOf)
+    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path) && host.registry.hasActivity(a.name));
     if (!pending.length && !work.size) break; // waiting on a timer or a signal: its own actor waits
     const started = pending.map((t) => work.start(t, () => runActivity(host.registry, t, { clock: host.journal.clock })));
     await settleWithin(Promise.all(started.length ? started : [work.idle()]), deadline);
@@ -320,9 +362,9 @@ export const runMachine = setup({
       } catch (err) {
         // Replay found changed code (or a broken journal): block the run (journaled, status 'blocked') instead of
         // failing the activation, which would bring it back after every lease expiry.
-        if (!(err instanceof NonDeterminismError || err instanceof CorruptJournalError)) throw err;
+        if (!isBlocking(err)) throw err;
         await block(input.services.host, input.lease, run.lastSeq, err);
-        input.services.log.error({ runId: input.runId, err }, 'run blocked: its code no longer replays its journal');
+        input.services.log.error({ runId: input.runId, err }, 'run blocked: its code no longer replays its journal, or throws a programming error');
         return null;
       }
     }),
@@ -354,7 +396,8 @@ export const runMachine = setup({
       return out.kind === 'committed' && !out.released && (context.wakePending || context.work!.hasReady);
     },
     /** Activities of this run are still open: keep the lease while they run here. */
-    isWorking: ({ context }) => context.work!.size > 0 || (context.engine?.openActivities().length ?? 0) > 0,
+    isWorking: ({ context }) =>
+      context.work!.size > 0 || (context.engine?.openActivities().some((a) => context.services.host.registry.hasActivity(a.name)) ?? false),
     leaseLost: ({ event }) => (event as unknown as { error: unknown }).error instanceof LeaseLostError,
   },
   actions: {
@@ -417,6 +460,8 @@ export const runMachine = setup({
   initial: 'starting',
   on: {
     WAKE: { actions: 'noteWake' },
+    // This worker was granted the run again (a new token): every later fenced write uses it.
+    LEASE: { actions: assign({ lease: ({ event }) => event.lease }) },
     // The run was cancelled or terminated elsewhere, or the worker is shutting down: stop without writing.
     STOP: { target: '.stopped' },
   },

@@ -31,6 +31,12 @@ export interface WorkerSystemInput {
  */
 export class RunSlot {
   actor: RunActorRef | null = null;
+  /**
+   * A newer lease this worker was granted for the run while its actor lived (it claimed its own voided or expired
+   * lease again). The actor adopts it; should the actor still end as 'lost' (an activation in flight used the old
+   * token), the run goes on at once in a new actor with this lease instead of waiting for it to expire.
+   */
+  newerLease: Lease | null = null;
   private queued: RunEvent[] = [];
   send(event: RunEvent): void {
     if (this.actor) {
@@ -58,6 +64,15 @@ export type SystemEvent =
   | { type: 'STOP_RUN'; runId: string }
   | { type: 'RUN_ENDED'; runId: string; reason: RunEndReason; wakePending: boolean };
 
+function spawn(context: WorkerSystemContext, runId: string, lease: Lease, fresh: FreshRun | undefined, report: (e: RunEnded) => void): void {
+  const slot = new RunSlot();
+  context.runs.set(runId, slot);
+  const input = { runId, lease, services: context.services, report, ...(fresh ? { fresh } : {}) };
+  queueMicrotask(() => {
+    if (context.runs.get(runId) === slot) slot.attach(createActor(runMachine, { id: runId, input }));
+  });
+}
+
 export const workerSystemMachine = setup({
   types: {
     context: {} as WorkerSystemContext,
@@ -70,22 +85,14 @@ export const workerSystemMachine = setup({
       const runId = event.lease.runId;
       const existing = context.runs.get(runId);
       if (existing) {
-        // Already running here (a duplicate claim of our own lease): just make sure it looks again.
+        // Already running here: this worker claimed the run again (its lease had been voided by a cancel request, or
+        // had expired). The new token is the one that holds: hand it to the actor, and make sure it looks again.
+        existing.newerLease = event.lease;
+        existing.send({ type: 'LEASE', lease: event.lease });
         existing.send({ type: 'WAKE' });
         return;
       }
-      const slot = new RunSlot();
-      context.runs.set(runId, slot);
-      const input = {
-        runId,
-        lease: event.lease,
-        services: context.services,
-        report: (e: RunEnded) => queueMicrotask(() => self.send(e)),
-        ...(event.fresh ? { fresh: event.fresh } : {}),
-      };
-      queueMicrotask(() => {
-        if (context.runs.get(runId) === slot) slot.attach(createActor(runMachine, { id: runId, input }));
-      });
+      spawn(context, runId, event.lease, event.fresh, (e) => queueMicrotask(() => self.send(e)));
     },
     routeWake: ({ context, event }) => {
       if (event.type !== 'WAKE') return;
@@ -101,11 +108,19 @@ export const workerSystemMachine = setup({
       if (event.type !== 'STOP_RUN') return;
       context.runs.get(event.runId)?.send({ type: 'STOP' });
     },
-    reapRun: ({ context, event }) => {
+    reapRun: ({ context, event, self }) => {
       if (event.type !== 'RUN_ENDED') return;
-      const actor = context.runs.get(event.runId)?.actor;
+      const slot = context.runs.get(event.runId);
+      const actor = slot?.actor;
       context.runs.delete(event.runId);
       if (actor) queueMicrotask(() => actor.stop());
+      const newer = slot?.newerLease;
+      if (event.reason === 'lost' && newer) {
+        // The actor may have lost to a token this worker holds itself: carry on with it now. (If that token is the
+        // one that was lost, the new actor's first fenced write says so and it ends for good: this happens once.)
+        spawn(context, event.runId, newer, undefined, (e) => queueMicrotask(() => self.send(e)));
+        return;
+      }
       context.hooks.ended(event.runId, event.reason, event.wakePending);
     },
     stopAll: ({ context }) => {

@@ -1,7 +1,8 @@
 import type { WorkflowDef } from '../runtime/commands.js';
-import { comparePaths } from '../runtime/engine.js';
-import { UnknownRunError, WorkflowFailedError } from '../runtime/errors.js';
+import { Registry, type WorkflowsInput } from '../runtime/registry.js';
+import { InvalidArgumentError, ResultTimeoutError, UnknownRunError, WorkflowFailedError } from '../runtime/errors.js';
 import type { JournalEvent } from '../runtime/events.js';
+import type { OpenWait } from '../runtime/waits.js';
 import { deriveId, journalValue } from '../runtime/json.js';
 import pino, { type Logger } from 'pino';
 import { isOpen, type CancelOptions, type CancelResult, type Journal, type RunRecord, type RunStatus } from '../journal/journal.js';
@@ -28,23 +29,25 @@ export interface RunRef<O = unknown> {
 
 export type WaitKind = 'child' | 'activity' | 'timer' | 'signal' | null;
 
-export interface OpenWait {
-  kind: 'child' | 'activity' | 'timer' | 'signal';
-  path: string;
-  callId?: string;
-  childWorkflowId?: string;
-  childRunId?: string;
-  /** For barrier members: the barrier's path, the member's leaf index and the number of leaves. */
-  groupPath?: string;
-  index?: number;
-  size?: number;
-}
+export type { OpenWait } from '../runtime/waits.js';
+
+/** Why an open run makes no progress although nothing it waits on is pending (see RunDescription.waitingFor). */
+export type WaitingFor =
+  /** Created (due) and never started: no worker serving its queue with its workflow has claimed it yet. */
+  | { kind: 'worker'; workflow: string; queue: string; since: number }
+  /** Blocked (non-determinism, a bug in its code): an operator resumes it after a fix, or terminates it. */
+  | { kind: 'operator'; since: number; error: RunRecord['error'] };
 
 export interface RunDescription {
   run: RunRecord;
   status: RunStatus;
+  /** The main kind of what the code waits on: child, then activity, signal, timer (null: nothing). */
   waitKind: WaitKind;
+  /** What the code waits on, from its engine's last commit (at most 50; `openWaitCount` says how many in all). */
   openWaits: OpenWait[];
+  openWaitCount: number;
+  /** Set when the run is open but nothing in its code is what holds it up (not started yet, blocked). */
+  waitingFor: WaitingFor | null;
   lineage: { parentRunId: string | null; rootRunId: string; children: { runId: string; workflowId: string; workflow: string; status: RunStatus }[]; continuedFrom: string | null; continuedTo: string | null };
   timeline: { seq: number; type: string; at: number; path?: string }[];
 }
@@ -61,11 +64,19 @@ export interface ClientOptions {
   /** Bound of cancellation cascades. Default 10 (as the engine's maxChildDepth). */
   maxChildDepth?: number;
   logger?: Logger;
+  /**
+   * The workflows that exist (as a worker registers them). Given, `start` refuses any other name with
+   * UnknownWorkflowError, before anything is written; left out, any name is accepted (its run waits until a worker
+   * that registers it claims it).
+   */
+  workflows?: WorkflowsInput;
 }
 
 /** Starts runs and reads their state. Everything goes through the journal, so a client needs no worker. */
 export class Client {
   private readonly maxChildDepth: number;
+  /** The workflows given to the constructor (null: none given, any name is accepted). */
+  private readonly registry: Registry | null;
   private readonly log: Logger;
   constructor(
     readonly journal: Journal,
@@ -73,6 +84,7 @@ export class Client {
   ) {
     this.maxChildDepth = options.maxChildDepth ?? DEFAULT_MAX_CHILD_DEPTH;
     this.log = options.logger ?? pino({ level: process.env.SKEIN_LOG_LEVEL ?? 'info' });
+    this.registry = options.workflows ? new Registry(options.workflows) : null;
   }
 
   /**
@@ -107,6 +119,10 @@ export class Client {
   /** Starts a root run. Idempotent by workflow id: the same id returns the same run (its run id is derived from it). */
   async start<I, O>(wf: WorkflowDef<I, O> | string, input: I, options: StartOptions = {}): Promise<RunRef<O>> {
     const workflow = typeof wf === 'string' ? wf : wf.name;
+    this.registry?.workflow(workflow); // UnknownWorkflowError for a name not among the client's workflows
+    if (options.workflowId !== undefined && (typeof options.workflowId !== 'string' || options.workflowId.length === 0)) {
+      throw new InvalidArgumentError('workflowId', `it must be a non-empty string, got ${typeof options.workflowId === 'string' ? 'an empty string' : typeof options.workflowId}`);
+    }
     const workflowId = options.workflowId ?? `${workflow}-${deriveId('', String(Date.now()), String(Math.random())).slice(0, 12)}`;
     const queue = options.queue ?? (typeof wf === 'string' ? undefined : wf.options.queue) ?? 'default';
     const { run, created } = await this.journal.startRun({
@@ -120,7 +136,10 @@ export class Client {
     return { runId: run.runId, workflowId: run.workflowId, workflow: run.workflow, created };
   }
 
-  /** Waits for a run to close; returns its result or throws WorkflowFailedError. */
+  /**
+   * Waits for a run to close; returns its result or throws WorkflowFailedError (its cause: the run's error, revived as
+   * its own class), or ResultTimeoutError when `timeoutMs` passes first.
+   */
   async result<O = unknown>(ref: RunRef<O> | string, options: { timeoutMs?: number } = {}): Promise<O> {
     const runId = typeof ref === 'string' ? ref : ref.runId;
     const deadline = options.timeoutMs === undefined ? Infinity : Date.now() + options.timeoutMs;
@@ -138,7 +157,7 @@ export class Client {
         if (run.status === 'completed') return run.result as O;
         if (run.status === 'blocked') throw new WorkflowFailedError(runId, 'is blocked', run.error ?? undefined);
         if (!isOpen(run.status)) throw new WorkflowFailedError(runId, run.status, run.error ?? undefined);
-        if (Date.now() >= deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for run ${runId}`);
+        if (Date.now() >= deadline) throw new ResultTimeoutError(runId, options.timeoutMs!);
         await new Promise<void>((r) => {
           const t = setTimeout(done, Math.min(delay, Math.max(0, deadline - Date.now())));
           function done() {
@@ -172,27 +191,31 @@ export class Client {
     return { format: 'skein-history/1', runId, workflowId: run.workflowId, workflow: run.workflow, events: await this.journal.readEvents(runId) };
   }
 
-  /** Status, what the run waits on, its lineage and a timeline of its events. */
+  /**
+   * Status, what the run waits on (as its engine said at its last commit: one interpreter, never a second reading of
+   * the journal), why it is not progressing when that is not its code's doing, its lineage and a timeline.
+   */
   async describe(runId: string): Promise<RunDescription> {
     const run = await this.getRun(runId);
-    const events = await this.journal.readEvents(runId);
-    const children = await this.journal.listChildren(runId);
-    const openWaits = isOpen(run.status) ? openWaitsOf(events) : [];
+    const [events, children] = await Promise.all([this.journal.readEvents(runId), this.journal.listChildren(runId)]);
+    const open = isOpen(run.status);
+    const openWaits = open ? (run.waits?.waits ?? []) : [];
     const kinds = new Set(openWaits.map((w) => w.kind));
-    const waitKind: WaitKind = kinds.has('child')
-      ? 'child'
-      : kinds.has('activity')
-        ? 'activity'
-        : kinds.has('signal')
-          ? 'signal'
-          : kinds.has('timer')
-            ? 'timer'
-            : null;
+    const waitKind: WaitKind = (['child', 'activity', 'signal', 'timer'] as const).find((k) => kinds.has(k)) ?? null;
+    let waitingFor: WaitingFor | null = null;
+    if (run.status === 'blocked') {
+      const since = [...events].reverse().find((e) => e.type === 'RunBlocked')?.recordedAt ?? run.createdAt;
+      waitingFor = { kind: 'operator', since, error: run.error };
+    } else if (run.status === 'running' && run.waits === null && run.lastSeq === 1) {
+      waitingFor = { kind: 'worker', workflow: run.workflow, queue: run.queue, since: run.nextWakeupAt ?? run.createdAt };
+    }
     return {
       run,
       status: run.status,
       waitKind,
       openWaits,
+      openWaitCount: open ? (run.waits?.total ?? 0) : 0,
+      waitingFor,
       lineage: {
         parentRunId: run.parentRunId,
         rootRunId: run.rootRunId,
@@ -206,61 +229,13 @@ export class Client {
       }),
     };
   }
-}
 
-/** Scheduled things with no outcome journaled yet, with their barrier position when they are barrier members. */
-function openWaitsOf(events: JournalEvent[]): OpenWait[] {
-  const open = new Map<string, OpenWait>();
-  const signalNames = new Map<string, string>();
-  for (const e of events) if (e.type === 'SignalWaitStarted') signalNames.set(e.payload.path, e.payload.name);
-  for (const e of events) {
-    switch (e.type) {
-      case 'ChildScheduled':
-        open.set(e.payload.path, { kind: 'child', path: e.payload.path, callId: e.payload.callId, childWorkflowId: e.payload.childWorkflowId, childRunId: e.payload.childRunId });
-        break;
-      case 'ActivityScheduled':
-        open.set(e.payload.path, { kind: 'activity', path: e.payload.path });
-        break;
-      case 'TimerStarted':
-        open.set(e.payload.path, { kind: 'timer', path: e.payload.path });
-        break;
-      case 'SignalWaitStarted':
-        open.set(e.payload.path, { kind: 'signal', path: e.payload.path });
-        break;
-      case 'SignalReceived':
-        // The oldest open wait for this name took it (journal order), as the engine does.
-        for (const w of open.values()) {
-          if (w.kind === 'signal' && signalNames.get(w.path) === e.payload.name) {
-            open.delete(w.path);
-            break;
-          }
-        }
-        break;
-      case 'ChildCompleted':
-      case 'ChildFailed':
-      case 'ChildCancelled':
-      case 'ChildTerminated':
-      case 'ChildTimedOut':
-      case 'ActivityCompleted':
-      case 'ActivityFailed':
-      case 'TimerFired':
-        open.delete(e.payload.path);
-        break;
-    }
+  /**
+   * Resumes a blocked run (non-determinism, or a bug in its code) after a fix is deployed: RunResumed is journaled
+   * with the reason and the run is due at once; a worker replays it with the code it has now (it blocks again if the
+   * code still does not fit). Throws UnknownRunError, or RunStateError if the run is not blocked.
+   */
+  async resume(runId: string, reason = 'resumed'): Promise<RunRecord> {
+    return this.journal.resume(runId, { reason });
   }
-  const sizes = new Map<string, number>();
-  for (const e of events) {
-    const p = (e.payload as { path?: string }).path;
-    if (!p || !['ChildScheduled', 'ActivityScheduled', 'TimerStarted'].includes(e.type)) continue;
-    const dot = p.indexOf('.');
-    if (dot > 0) sizes.set(p.slice(0, dot), (sizes.get(p.slice(0, dot)) ?? 0) + 1);
-  }
-  return [...open.values()]
-    .map((w) => {
-      const dot = w.path.indexOf('.');
-      if (dot < 0) return w;
-      const groupPath = w.path.slice(0, dot);
-      return { ...w, groupPath, index: Number(w.path.slice(dot + 1)), size: sizes.get(groupPath) ?? 0 };
-    })
-    .sort((a, b) => comparePaths(a.path, b.path));
 }

@@ -1,6 +1,7 @@
 import type { ParentClosePolicy } from '../runtime/commands.js';
 import type { SerializedError } from '../runtime/errors.js';
 import type { ChildOutcomeType, JournalEvent, NewEvent } from '../runtime/events.js';
+import type { StoredWaits } from '../runtime/waits.js';
 
 /**
  * The journal contract. Every journal (in-memory, PostgreSQL) implements it and passes the same contract test suite
@@ -24,6 +25,16 @@ export const OUTCOME_EVENT: Record<ClosedStatus, ChildOutcomeType> = {
   // a continued run is not an outcome: the parent follows the chain (lifecycle issue)
   continued: 'ChildCompleted',
 };
+
+/**
+ * Why a child closed by its parent's close is closed (its error message and the reason in its closing events): the
+ * parent's close, e.g. `parent_closed: completed`. Client cancels and terminates cascade as `parent_cancelled` /
+ * `parent_terminated`.
+ */
+export const parentClosed = (status: string): string => `parent_closed: ${status}`;
+
+/** Why a child (and its subtree) closed when its parent stopped waiting for it (the child's timeout option). */
+export const PARENT_STOPPED_WAITING = 'parent_stopped_waiting: timeout';
 
 /** A source of time. The in-memory journal's clock can be advanced by tests; the Postgres journal uses wall time. */
 export interface Clock {
@@ -58,6 +69,29 @@ export interface RunRecord {
   parentClosePolicy: ParentClosePolicy;
   /** Set while a graceful cancel is under way: the run gets CancelledError and must close by `deadline`. */
   cancelRequest: CancelRequest | null;
+  /**
+   * What the run's code waits on, as its engine said at its last commit (null: never activated, or closed). A run
+   * that is due and unleased with no waits has not been started by any worker yet.
+   */
+  waits: StoredWaits | null;
+  /** What keeps the run from going on where it is (set by the worker that released it for that reason), or null. */
+  stall: RunStall | null;
+}
+
+/**
+ * A run released because the worker holding it could not do what it needs: `activity_unavailable`, an activity the
+ * worker does not register. Written in the fenced commit that releases the run; cleared by the commit that journals
+ * that activity's result, and by the run's close. `attempts` counts the releases in a row (it survives a hand-over
+ * between workers: the next holder reads it from its lease); the run is due again at `nextAttemptAt`.
+ */
+export interface RunStall {
+  reason: 'activity_unavailable';
+  activity: string;
+  path: string;
+  workerId: string;
+  attempts: number;
+  since: number;
+  nextAttemptAt: number;
 }
 
 export interface CancelRequest {
@@ -78,6 +112,8 @@ export interface Lease {
   lastSeq?: number;
   queue?: string;
   inboxPending?: boolean;
+  /** The run's stall, if it has one (so the next holder continues its backoff count). */
+  stall?: RunStall | null;
 }
 
 /** What a new run row needs; its RunStarted event is written with it, atomically. */
@@ -132,6 +168,8 @@ export interface Commit {
   children: NewRun[];
   /** How the run waits after this activation. Ignored when `close` is set. */
   wait: WaitSpec;
+  /** What the code waits on (RunEngine.openWaits()), stored for describe(). Ignored when `close` or `block` is set. */
+  waits?: StoredWaits;
   /**
    * Closing the run. Its open children are then closed per their parent-close policy in the same transaction
    * (ParentClosePolicyApplied journaled here for each). `continued` also creates the next run of the same workflow
@@ -148,6 +186,11 @@ export interface Commit {
   block?: SerializedError;
   /** Give up the lease after the commit (the run is suspended or closed). */
   release?: boolean;
+  /**
+   * Record (or, with null, clear) what the run is stuck on. Left out: kept as it is, except that a commit journaling
+   * the stalled activity's result (ActivityCompleted/ActivityFailed at its path) clears it, and so does a close.
+   */
+  stall?: RunStall | null;
   /** Lease the new children to this lease's owner, for the same duration (the worker runs them directly). */
   leaseChildren?: boolean;
 }
@@ -218,6 +261,13 @@ export interface ClaimOptions {
   queues: string[];
   limit: number;
   leaseMs: number;
+  /** Only runs of these workflows (a worker passes the ones it registered). Default: runs of any workflow. */
+  workflows?: string[];
+  /**
+   * The activities the claimer has. A run stalled on an activity not among them (RunRecord.stall) is left to claimers
+   * that have it until `graceMs` after its next attempt was due. Default: no preference.
+   */
+  activities?: { names: string[]; graceMs: number };
 }
 
 /**
@@ -245,13 +295,16 @@ export interface Journal {
   /** Closed children among `childRunIds` (the parent asks for those whose outcome it has not journaled yet). */
   childOutcomes(parentRunId: string, childRunIds: string[]): Promise<ChildOutcome[]>;
 
-  /** Leases up to `limit` due runs (next wake-up reached, lease free or expired) on the given queues. */
+  /**
+   * Leases up to `limit` due runs (next wake-up reached, lease free or expired) on the given queues (and of the given
+   * workflows, see ClaimOptions).
+   */
   claimDue(options: ClaimOptions): Promise<Lease[]>;
   /**
    * Leases one run if it is open and its lease is free or expired, whether due or not (and, with `queues`, only if
-   * the run is on one of them).
+   * the run is on one of them; with `workflows`, only if it is a run of one of them).
    */
-  acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined>;
+  acquire(runId: string, owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined>;
   /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
   /** Atomically appends an activation, fenced by the lease token; throws LeaseLostError when not held. */
@@ -271,4 +324,9 @@ export interface Journal {
    * non-abandoned links, generation by generation, down to maxChildDepth. Throws UnknownRunError / RunClosedError.
    */
   cancel(runId: string, options: CancelOptions): Promise<CancelResult>;
+  /**
+   * Resumes a blocked run: journals RunResumed with the reason, sets it running and due now (its next activation
+   * replays it with the code the worker has then). Throws UnknownRunError, or RunStateError when it is not blocked.
+   */
+  resume(runId: string, options: { reason: string }): Promise<RunRecord>;
 }

@@ -4,6 +4,7 @@ import {
   DuplicateWorkflowIdError,
   LeaseLostError,
   RunClosedError,
+  RunStateError,
   SkeinError,
   UnknownRunError,
   type SerializedError,
@@ -13,6 +14,8 @@ import { journalValue } from '../runtime/json.js';
 import {
   isOpen,
   NO_WAIT,
+  parentClosed,
+  PARENT_STOPPED_WAITING,
   type ChildOutcome,
   type ClaimOptions,
   type Clock,
@@ -148,22 +151,28 @@ export class MemoryJournal implements Journal {
   async claimDue(o: ClaimOptions): Promise<Lease[]> {
     const now = this.clock.now();
     const queues = new Set(o.queues);
+    const workflows = o.workflows && new Set(o.workflows);
+    const activities = o.activities && new Set(o.activities.names);
     const due: MemRun[] = [];
     for (const m of this.runs.values()) {
       const r = m.record;
       if (r.status !== 'running' || !queues.has(r.queue)) continue;
+      if (workflows && !workflows.has(r.workflow)) continue;
       if (r.nextWakeupAt === null || r.nextWakeupAt > now) continue;
       if (m.leaseToken && (r.leaseExpiresAt ?? 0) > now) continue;
+      // stalled on an activity the claimer lacks: left to those that have it for a while (ClaimOptions.activities)
+      if (activities && r.stall && !activities.has(r.stall.activity) && r.stall.nextAttemptAt + o.activities!.graceMs > now) continue;
       due.push(m);
     }
     due.sort((a, b) => (a.record.nextWakeupAt ?? 0) - (b.record.nextWakeupAt ?? 0) || a.record.depth - b.record.depth);
     return due.slice(0, o.limit).map((m) => this.grant(m, o.owner, o.leaseMs));
   }
 
-  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined> {
+  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
     const m = this.runs.get(runId);
     if (!m || m.record.status !== 'running') return undefined;
     if (queues && !queues.includes(m.record.queue)) return undefined;
+    if (workflows && !workflows.includes(m.record.workflow)) return undefined;
     if (m.leaseToken && (m.record.leaseExpiresAt ?? 0) > this.clock.now()) return undefined;
     return this.grant(m, owner, leaseMs);
   }
@@ -243,8 +252,8 @@ export class MemoryJournal implements Journal {
       const child = this.runs.get(cc.runId);
       if (!child || child.record.parentRunId !== m.record.runId || !isOpen(child.record.status) || cc.policy === 'abandon') continue;
       const err: SerializedError = { name: 'ChildTimeoutError', message: 'the parent stopped waiting (timeout)' };
-      this.closeRun(child, cc.policy === 'terminate' ? 'terminated' : 'cancelled', err, now, stopped);
-      this.cascade([child], maxDepth, now, stopped, []);
+      this.closeRun(child, cc.policy === 'terminate' ? 'terminated' : 'cancelled', err, PARENT_STOPPED_WAITING, now, stopped);
+      this.cascade([child], maxDepth, now, stopped, [], [], PARENT_STOPPED_WAITING);
     }
 
     const childLeases: Lease[] = [];
@@ -266,7 +275,8 @@ export class MemoryJournal implements Journal {
         cm.record.nextWakeupAt = null;
         continue;
       }
-      if (c.leaseChildren) childLeases.push(this.grant(cm, lease.owner, leaseMs));
+      // A retry due after its backoff is leased to nobody: whoever claims it at its start time runs it.
+      if (c.leaseChildren && (ch.startAt ?? now) <= now) childLeases.push(this.grant(cm, lease.owner, leaseMs));
     }
 
     // After the children exist: a parent may signal a child it started in this same activation.
@@ -277,6 +287,8 @@ export class MemoryJournal implements Journal {
       m.record.status = 'blocked';
       m.record.error = block;
       m.record.nextWakeupAt = null;
+      m.record.waits = null;
+      m.record.stall = null;
       m.wait = NO_WAIT;
     } else if (close) {
       m.record.status = close.status;
@@ -285,17 +297,24 @@ export class MemoryJournal implements Journal {
       m.record.closedAt = now;
       m.record.nextWakeupAt = null;
       m.record.cancelRequest = null;
+      m.record.waits = null;
+      m.record.stall = null;
       m.wait = NO_WAIT;
       if (close.next) {
         const next = this.continueRun(m, close.next, now);
         woken.push(next.record.runId);
       } else {
         // The parent closed: its open children follow their parent-close policy, in this same transaction.
-        this.cascade([m], maxDepth, now, stopped, []);
+        this.cascade([m], maxDepth, now, stopped, [], [], parentClosed(close.status));
         wokeParent = this.wakeParentOnClose(m.record);
       }
     } else {
       m.wait = clone(c.wait);
+      if (c.waits) m.record.waits = clone(c.waits);
+      // What the run is stuck on: as the commit says, else cleared once the stalled activity's result is journaled.
+      const stalled = m.record.stall;
+      if (c.stall !== undefined) m.record.stall = clone(c.stall);
+      else if (stalled && events.some((e) => (e.type === 'ActivityCompleted' || e.type === 'ActivityFailed') && e.payload.path === stalled.path)) m.record.stall = null;
       m.record.nextWakeupAt = this.dueTime(m, now);
       // A signal or cancel request that arrived while the run was busy must not wait for a poll: it is due now, and
       // announced (the run's own worker usually takes it straight back).
@@ -306,7 +325,7 @@ export class MemoryJournal implements Journal {
     }
     if (c.release || close || block) this.clearLease(m);
 
-    if (!c.leaseChildren) woken.push(...children.filter((ch) => !ch.completed).map((ch) => ch.runId));
+    if (!c.leaseChildren) woken.push(...children.filter((ch) => !ch.completed && (ch.startAt ?? now) <= now).map((ch) => ch.runId));
     if (wokeParent) woken.push(wokeParent);
     if (woken.length) this.notify(woken);
     if (stopped.length) this.notify(stopped, 'stop');
@@ -358,7 +377,7 @@ export class MemoryJournal implements Journal {
     } else {
       status = o.mode === 'terminate' ? 'terminated' : 'cancelled';
       const err: SerializedError = o.mode === 'terminate' ? { name: 'TerminatedError', message: o.reason } : { name: 'CancelledError', message: o.reason };
-      this.closeRun(m, status, err, now, stopped);
+      this.closeRun(m, status, err, o.reason, now, stopped);
       woke = this.wakeParentOnClose(m.record);
     }
     // Descendants: one generation at a time, parent before child, bounded by maxChildDepth.
@@ -368,6 +387,20 @@ export class MemoryJournal implements Journal {
     const woken = [graceful ? runId : null, woke].filter((x): x is string => !!x);
     if (woken.length) this.notify(woken);
     return { runId, status, closed, truncated };
+  }
+
+  async resume(runId: string, o: { reason: string }): Promise<RunRecord> {
+    const m = this.runs.get(runId);
+    if (!m) throw new UnknownRunError(runId);
+    if (m.record.status !== 'blocked') throw new RunStateError(runId, m.record.status, 'resume', 'only a blocked run can be resumed');
+    const now = this.clock.now();
+    this.appendNote(m, { type: 'RunResumed', payload: { reason: String(o.reason) } }, now);
+    m.record.status = 'running';
+    m.record.error = null;
+    m.record.nextWakeupAt = now;
+    this.clearLease(m);
+    this.notify([runId]);
+    return clone(m.record);
   }
 
   // ---- test and tooling helpers (not part of the contract) ----
@@ -397,12 +430,20 @@ export class MemoryJournal implements Journal {
   // ---- internals ----
 
   /** Closes a run from outside (cancel, terminate, parent-close policy): no more appends, its lease is void. */
-  private closeRun(m: MemRun, status: 'cancelled' | 'terminated', error: SerializedError, now: number, stopped: string[]): void {
+  private closeRun(m: MemRun, status: 'cancelled' | 'terminated', error: SerializedError, reason: string, now: number, stopped: string[]): void {
+    // The journal ends with the closing event (for a cancel, after the request), saying why.
+    if (status === 'terminated') this.appendNote(m, { type: 'RunTerminated', payload: { reason } }, now);
+    else {
+      this.appendNote(m, { type: 'CancelRequested', payload: { reason, deadline: now, closedAt: now } }, now);
+      this.appendNote(m, { type: 'RunCancelled', payload: { reason, forced: true } }, now);
+    }
     m.record.status = status;
     m.record.error = error;
     m.record.closedAt = now;
     m.record.nextWakeupAt = null;
     m.record.cancelRequest = null;
+    m.record.waits = null;
+    m.record.stall = null;
     m.wait = NO_WAIT;
     this.clearLease(m);
     stopped.push(m.record.runId);
@@ -441,7 +482,7 @@ export class MemoryJournal implements Journal {
           }
           if (policy !== 'abandon') {
             const status = policy === 'terminate' ? 'terminated' : 'cancelled';
-            this.closeRun(child, status, { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason }, now, stopped);
+            this.closeRun(child, status, { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason }, reason, now, stopped);
             closed.push(child.record.runId);
             next.push(child);
           }
@@ -540,6 +581,8 @@ export class MemoryJournal implements Journal {
       lastSeq: 1,
       parentClosePolicy: run.parentClosePolicy ?? 'cancel',
       cancelRequest: null,
+      waits: null,
+      stall: null,
     };
     const started: JournalEvent = {
       seq: 1,
@@ -596,7 +639,7 @@ export class MemoryJournal implements Journal {
     m.record.leaseOwner = owner;
     m.record.leaseExpiresAt = expiresAt;
     const inboxPending = m.inbox.length > 0 || (m.record.cancelRequest !== null && !m.cancelJournaled);
-    return { runId: m.record.runId, owner, token, expiresAt, lastSeq: m.record.lastSeq, queue: m.record.queue, inboxPending };
+    return { runId: m.record.runId, owner, token, expiresAt, lastSeq: m.record.lastSeq, queue: m.record.queue, inboxPending, stall: clone(m.record.stall) };
   }
 
   private clearLease(m: MemRun): void {

@@ -32,12 +32,15 @@ import {
   RunTimeoutError,
   serializeError,
   SignalTimeoutError,
+  WorkflowCodeError,
+  isProgrammingError,
   type ChildRef,
   type SerializedError,
 } from './errors.js';
 import { CLOSE_TYPES, DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
 import { deriveId, hashText, journalValue, toJson } from './json.js';
 import type { NewRun, WaitSpec } from '../journal/journal.js';
+import type { OpenWait } from './waits.js';
 import { backoffMs } from './activities.js';
 
 /**
@@ -88,6 +91,8 @@ interface Leaf {
   readonly path: string;
   outcome: Outcome | null;
   closedAt: number;
+  /** When the code started waiting on it (its decision's journal time): describe() says "since". */
+  since?: number;
 }
 
 interface ChildState extends Leaf {
@@ -257,6 +262,11 @@ export class RunEngine {
     this.start(first.payload.input);
     while (this.cursor < this.history.length) {
       const e = this.history[this.cursor]!;
+      if (!this.closed && this.closeFromOutsideAtCursor()) continue;
+      if (this.closed && !DECISION_TYPES.has(e.type)) {
+        this.cursor++;
+        continue;
+      }
       if (DECISION_TYPES.has(e.type)) {
         throw new NonDeterminismError(e.seq, describeEvent(e), `nothing (the code ${this.describeBlocked()})`);
       }
@@ -421,6 +431,55 @@ export class RunEngine {
     return `is waiting on ${n.leaf.kind} at path ${n.leaf.path}`;
   }
 
+  /**
+   * What the generator waits on now, leaf by leaf, as describe() shows it: read from the engine's own state (the
+   * one interpreter), so it cannot disagree with what the run will do. Barrier members carry their group, the path
+   * of groups from the outermost barrier to the innermost, their index in the innermost group and its size.
+   */
+  openWaits(): OpenWait[] {
+    const node = this.blocked;
+    if (!node || this.closed) return [];
+    const out: OpenWait[] = [];
+    const leafWait = (l: LeafState, since: number): OpenWait | null => {
+      if (l.outcome) return null;
+      const base = { path: l.path, since: l.since ?? since };
+      switch (l.kind) {
+        case 'child':
+          return {
+            kind: 'child',
+            ...base,
+            workflow: l.ref.workflow,
+            callId: l.ref.callId,
+            childRunId: l.currentRunId,
+            childWorkflowId: l.ref.childWorkflowId,
+            ...(l.attempt > 1 ? { attempt: l.attempt } : {}),
+            ...(l.deadline !== null ? { deadline: l.deadline } : {}),
+          };
+        case 'activity':
+          return { kind: 'activity', ...base, activity: l.name };
+        case 'timer':
+          return { kind: 'timer', ...base, fireAt: l.fireAt };
+        case 'signal':
+          return { kind: 'signal', ...base, signal: l.name, ...(l.deadline !== null ? { deadline: l.deadline } : {}) };
+        case 'immediate':
+          return null;
+      }
+    };
+    if (node.type === 'leaf') {
+      const w = leafWait(node.leaf, this.clockNow);
+      return w ? [w] : [];
+    }
+    const walk = (n: WaitNode & { type: 'group' }, groups: string[]): void => {
+      n.members.forEach((m, i) => {
+        if (m.type === 'group') return walk(m, [...groups, `${groups[groups.length - 1]}/${i}`]);
+        const w = leafWait(m.leaf, this.clockNow);
+        if (w) out.push({ ...w, groupId: groups[groups.length - 1]!, groupPath: groups, index: i, size: n.members.length, leafIndex: m.leafIndex });
+      });
+    };
+    walk(node, [node.path]);
+    return out;
+  }
+
   // -------------------------------------------------------------------------------------------------------------
 
   private start(input: unknown): void {
@@ -452,7 +511,13 @@ export class RunEngine {
         this.step({ ok: false, error: new CancelledError(c.reason) }, nodePath(node));
         continue;
       }
-      const r = this.evaluate(node);
+      let r: ReturnType<RunEngine['evaluate']>;
+      try {
+        r = this.evaluate(node);
+      } catch (err) {
+        if (err === CLOSED_FROM_OUTSIDE) return;
+        throw err;
+      }
       if (r.state === 'open') return;
       this.blocked = null;
       if (this.isLive()) this.resumptions++;
@@ -466,6 +531,14 @@ export class RunEngine {
 
   /** Sends one outcome into the generator and records what it does next. */
   private step(resume: Outcome, failurePath: string | null): void {
+    try {
+      this.stepCode(resume, failurePath);
+    } catch (err) {
+      if (err !== CLOSED_FROM_OUTSIDE) throw err;
+    }
+  }
+
+  private stepCode(resume: Outcome, failurePath: string | null): void {
     let res: IteratorResult<unknown, unknown>;
     let input: Outcome = resume;
     let failedAt = failurePath;
@@ -497,7 +570,7 @@ export class RunEngine {
       try {
         this.blocked = this.issue(cmd, path, { next: 0 });
       } catch (err) {
-        if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) throw err;
+        if (err === CLOSED_FROM_OUTSIDE || err instanceof NonDeterminismError || err instanceof CorruptJournalError || err instanceof WorkflowCodeError) throw err;
         // Bad input to a command (not serializable, a foreign handle): thrown at that yield, deterministically.
         input = { ok: false, error: err as Error };
         failedAt = path;
@@ -546,14 +619,14 @@ export class RunEngine {
       const { hash, value } = this.payloadOf(cmd.input, live, `input of activity '${cmd.name}'`);
       const e = this.decide({ type: 'ActivityScheduled', payload: { path, name: cmd.name, inputHash: hash, input: value } });
       const input = (e.payload as EventPayloads['ActivityScheduled']).input;
-      const a: ActivityState = { kind: 'activity', path, name: cmd.name, input, outcome: null, closedAt: 0 };
+      const a: ActivityState = { kind: 'activity', path, name: cmd.name, input, outcome: null, closedAt: 0, since: this.timeOf(e) };
       this.activities.set(path, a);
       if (live) this.out.activities.push({ path, name: cmd.name, input });
       return a;
     }
     if (cmd instanceof SleepCommand) {
       const e = this.decide({ type: 'TimerStarted', payload: { path, fireAt: this.clockNow + cmd.ms } });
-      const t: TimerState = { kind: 'timer', path, fireAt: (e.payload as EventPayloads['TimerStarted']).fireAt, outcome: null, closedAt: 0 };
+      const t: TimerState = { kind: 'timer', path, fireAt: (e.payload as EventPayloads['TimerStarted']).fireAt, outcome: null, closedAt: 0, since: this.timeOf(e) };
       this.timers.set(path, t);
       return t;
     }
@@ -570,7 +643,7 @@ export class RunEngine {
         payload: { path, name: cmd.name, deadline: cmd.timeout === null ? null : this.clockNow + cmd.timeout },
       });
       const deadline = (e.payload as EventPayloads['SignalWaitStarted']).deadline;
-      const w: SignalWaitState = { kind: 'signal', path, name: cmd.name, deadline, timeoutMs: cmd.timeout ?? 0, outcome: null, closedAt: 0 };
+      const w: SignalWaitState = { kind: 'signal', path, name: cmd.name, deadline, timeoutMs: cmd.timeout ?? 0, outcome: null, closedAt: 0, since: this.timeOf(e) };
       this.signalWaits.set(path, w);
       // A signal that arrived before the wait was buffered: the oldest of that name is taken now.
       const i = this.signalBuffer.findIndex((b) => b.name === cmd.name);
@@ -663,6 +736,7 @@ export class RunEngine {
       ref,
       outcome: null,
       closedAt: 0,
+      since: this.timeOf(scheduled),
       currentRunId: childRunId,
       policy,
       deadline,
@@ -714,6 +788,9 @@ export class RunEngine {
    * such as timer deadlines and side-effect results win); live it is appended.
    */
   private decide(e: NewEvent): NewEvent {
+    this.skipNotes();
+    // The run was closed from outside before its code got here: the code stops where the journal stops.
+    if (this.closeFromOutsideAtCursor()) throw CLOSED_FROM_OUTSIDE;
     if (this.cursor < this.history.length) {
       const j = this.history[this.cursor]!;
       if (!sameDecision(j, e)) throw new NonDeterminismError(j.seq, describeEvent(j), describeEvent(e));
@@ -732,7 +809,38 @@ export class RunEngine {
   }
 
   private isLive(): boolean {
+    this.skipNotes();
     return this.cursor >= this.history.length;
+  }
+
+  /**
+   * If the journal at the cursor records a close the code did not decide (terminated, timed out, cancelled at the end
+   * of a grace period, or cancelled at once by a client or a parent-close policy: CancelRequested due at once followed
+   * by a forced RunCancelled), takes it: the run is closed and the cursor passes it. What follows is the closing
+   * transaction's notes.
+   */
+  private closeFromOutsideAtCursor(): boolean {
+    const e = this.history[this.cursor];
+    if (!e) return false;
+    const next = this.history[this.cursor + 1];
+    const atOnce = e.type === 'CancelRequested' && e.payload.deadline <= e.payload.closedAt && next?.type === 'RunCancelled' && next.payload.forced;
+    if (!atOnce && !closedFromOutside(e)) return false;
+    const closing = atOnce ? next! : e;
+    this.cursor += atOnce ? 2 : 1;
+    if (atOnce) this.cancelState = { reason: e.payload.reason, deadline: e.payload.deadline, delivered: true };
+    this.closedWith = externalClose(closing);
+    this.blocked = null;
+    return true;
+  }
+
+  /** Operator notes (a block, a resume) sit between decisions without being one: the cursor steps over them. */
+  private skipNotes(): void {
+    while (this.cursor < this.history.length && NOTE_TYPES.has(this.history[this.cursor]!.type)) this.cursor++;
+  }
+
+  /** The journal time of a decision: its recorded time on replay, the activation's clock live. */
+  private timeOf(e: NewEvent): number {
+    return (e as Partial<JournalEvent>).recordedAt ?? this.clockNow;
   }
 
   private decideComplete(value: unknown): void {
@@ -825,7 +933,10 @@ export class RunEngine {
   }
 
   private decideClose(err: unknown): void {
-    if (err instanceof NonDeterminismError || err instanceof CorruptJournalError) throw err;
+    if (err instanceof NonDeterminismError || err instanceof CorruptJournalError || err instanceof WorkflowCodeError) throw err;
+    // A bug in the workflow code (TypeError & co.) blocks the run instead of failing it: after a fix, an operator
+    // resumes it and it replays with the new code. Only what the code throws on purpose fails the run.
+    if (isProgrammingError(err)) throw new WorkflowCodeError(this.def.name, err);
     const error = serializeError(err);
     if (this.cancelState) {
       this.decide({ type: 'RunCancelled', payload: { reason: this.cancelState.reason, forced: false, error } });
@@ -913,6 +1024,8 @@ export class RunEngine {
         return;
       }
       case 'RunBlocked':
+      case 'RunResumed':
+      case 'RunTerminated':
       case 'ParentClosePolicyApplied':
       case 'ParentClosePolicyFailed':
         return;
@@ -1112,7 +1225,11 @@ function compareDeliveries(a: NewEvent, b: NewEvent): number {
   const ta = (a.payload as { closedAt?: number }).closedAt ?? 0;
   const tb = (b.payload as { closedAt?: number }).closedAt ?? 0;
   if (ta !== tb) return ta - tb;
-  // Signals and cancel requests have no call path: they go after same-time outcomes, in their given order.
+  // A cancel request goes before the outcomes of the same instant: those are its own cascade closing the run's
+  // children, and the run must see CancelledError at the yield it waits on (so its compensation runs), not
+  // ChildCancelledError for a child it is losing because of that very cancel.
+  if (a.type === 'CancelRequested' || b.type === 'CancelRequested') return (a.type === 'CancelRequested' ? 0 : 1) - (b.type === 'CancelRequested' ? 0 : 1);
+  // Signals have no call path: they go after same-time outcomes, in their given order.
   const pa = (a.payload as { path?: string }).path;
   const pb = (b.payload as { path?: string }).path;
   if (pa === undefined || pb === undefined) return (pa === undefined ? 1 : 0) - (pb === undefined ? 1 : 0);
@@ -1177,4 +1294,21 @@ export function describeEvent(e: NewEvent): string {
     default:
       return e.type;
   }
+}
+
+/** Thrown inside the engine to stop the code where a close from outside cut its journal (see decide()). */
+const CLOSED_FROM_OUTSIDE = Symbol('closed from outside');
+
+/** Events that record what happened to the run around its code (blocked, resumed), never a decision or delivery. */
+const NOTE_TYPES: ReadonlySet<string> = new Set(['RunBlocked', 'RunResumed']);
+
+/** A closing event that the run's code did not decide: the journal (or the deadline) closed the run. */
+function closedFromOutside(e: JournalEvent): boolean {
+  return e.type === 'RunTerminated' || e.type === 'RunTimedOut' || (e.type === 'RunCancelled' && e.payload.forced);
+}
+
+function externalClose(e: JournalEvent): EngineClose {
+  if (e.type === 'RunTimedOut') return { status: 'timed_out', error: serializeError(new RunTimeoutError('', e.payload.deadline)) };
+  const reason = (e.payload as { reason: string }).reason;
+  return { status: 'cancelled', error: serializeError(new CancelledError(reason)) };
 }

@@ -3,16 +3,42 @@
  * data in fields (never only in the message), so callers can `instanceof` and read ids instead of parsing text.
  */
 
-/** The JSON shape an error takes in the journal. `details` is whatever JSON the thrower attached. */
+// This module's own exports: errorClasses() is every error class it exports.
+import * as self from './errors.js';
+
+/**
+ * The JSON shape an error takes in the journal. `details` is whatever JSON the thrower attached.
+ *
+ * Round trip (serializeError / deserializeError): an instance of one of skein's classes (or of a user's subclass of
+ * one) keeps its own data fields in `fields` and comes back as the same class (errorClasses(), looked up by `class`,
+ * else `name`) with the same name, message, fields, details, stack and cause. Any other error (a TypeError, a user's
+ * own class) comes back as a RemoteError with the original's name, message, details and stack. Journals written
+ * before `fields`, `class` and `stack` existed still revive: without `fields`, a class's fields are absent (a
+ * CancelledError / TerminatedError takes its `reason` from the message, as the journals write them).
+ */
 export interface SerializedError {
   name: string;
   message: string;
   details?: unknown;
+  /** The original stack (at most MAX_STACK_CHARS), so operators see where it was thrown, not where it was revived. */
   stack?: string;
   /** Set when the error was an ApplicationError marked non-retryable. */
   nonRetryable?: boolean;
   cause?: SerializedError;
+  /**
+   * The skein class to revive as, when it is not `name` (an ApplicationError given its own name, or an instance of a
+   * user's subclass of a skein class, which comes back as the nearest skein class with the user's name).
+   */
+  class?: string;
+  /** The error's own data fields (skein classes and subclasses of them), e.g. an ActivityFailedError's `activity`. */
+  fields?: Record<string, unknown>;
 }
+
+/** Longest stack text kept in the journal (the rest is cut, marked with an ellipsis). */
+export const MAX_STACK_CHARS = 8000;
+
+/** Nested causes kept in the journal (deeper ones, and cycles, are cut). */
+const MAX_CAUSE_DEPTH = 8;
 
 /** Base class for every error skein defines. */
 export class SkeinError extends Error {
@@ -38,29 +64,91 @@ export class ApplicationError extends SkeinError {
 }
 
 /**
- * A failure that happened elsewhere (in an activity, a child run, another worker) rebuilt from its journaled form.
- * `name`, `message` and `details` are the original's.
+ * A failure of a class skein does not know (a TypeError, a user's own class) rebuilt from its journaled form, in an
+ * activity, a child run or another worker. `name`, `message`, `details` and `stack` are the original's.
  */
 export class RemoteError extends SkeinError {
   readonly details: unknown;
   constructor(serialized: SerializedError) {
-    super(serialized.message, serialized.cause ? { cause: new RemoteError(serialized.cause) } : undefined);
+    super(serialized.message, serialized.cause ? { cause: deserializeError(serialized.cause) } : undefined);
     this.name = serialized.name;
     this.details = serialized.details;
     if (serialized.stack) this.stack = serialized.stack;
   }
 }
 
+/** The journal form of any thrown value (see SerializedError for what survives). */
 export function serializeError(err: unknown): SerializedError {
-  if (err instanceof Error) {
-    const out: SerializedError = { name: err.name, message: err.message };
-    const details = (err as { details?: unknown }).details;
-    if (details !== undefined) out.details = safeJson(details);
-    if ((err as { nonRetryable?: boolean }).nonRetryable) out.nonRetryable = true;
-    if (err.cause !== undefined) out.cause = serializeError(err.cause);
-    return out;
+  return serializeAt(err, 0);
+}
+
+function serializeAt(err: unknown, depth: number): SerializedError {
+  if (!(err instanceof Error)) return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
+  const out: SerializedError = { name: String(err.name), message: String(err.message) };
+  if (err instanceof SkeinError && !(err instanceof RemoteError)) {
+    const cls = revivalClassOf(err);
+    if (cls && cls.name !== out.name) out.class = cls.name;
+    const fields = ownFields(err);
+    if (fields) out.fields = fields;
   }
-  return { name: 'Error', message: typeof err === 'string' ? err : safeString(err) };
+  const details = (err as { details?: unknown }).details;
+  if (details !== undefined) out.details = safeJson(details);
+  if ((err as { nonRetryable?: boolean }).nonRetryable) out.nonRetryable = true;
+  if (typeof err.stack === 'string' && err.stack) out.stack = err.stack.length > MAX_STACK_CHARS ? err.stack.slice(0, MAX_STACK_CHARS) + '…' : err.stack;
+  if (err.cause !== undefined && err.cause !== err && depth < MAX_CAUSE_DEPTH) out.cause = serializeAt(err.cause, depth + 1);
+  return out;
+}
+
+/** Keys every error has or that SerializedError carries at its top level: never part of `fields`. */
+const NOT_FIELDS = new Set(['name', 'message', 'stack', 'cause', 'details', 'nonRetryable']);
+
+/** Keys a journaled `fields` object must not set on a revived error (JSON may hold an own `__proto__`). */
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function ownFields(err: Error): Record<string, unknown> | undefined {
+  let out: Record<string, unknown> | undefined;
+  for (const key of Object.keys(err)) {
+    if (NOT_FIELDS.has(key)) continue;
+    const v = (err as unknown as Record<string, unknown>)[key];
+    if (v === undefined || typeof v === 'function') continue;
+    (out ??= {})[key] = safeJson(v);
+  }
+  return out;
+}
+
+/**
+ * Rebuilds an error from its journal form: skein's classes (and subclasses of them, as their nearest skein class) as
+ * themselves, through errorClasses(); anything else as a RemoteError. The original stack is kept.
+ */
+export function deserializeError(s: SerializedError): Error {
+  const cls = errorClasses().get(s.class ?? s.name);
+  if (!cls) return new RemoteError(s);
+  const cause = s.cause ? deserializeError(s.cause) : undefined;
+  // An instance of the class without running its constructor (whose parameters are not the journal's): a real Error
+  // object whose prototype is the class's, so `instanceof` works; then the journaled data goes on it.
+  const err = Reflect.construct(Error, cause ? [s.message, { cause }] : [s.message], cls) as Error & Record<string, unknown>;
+  err.name = s.name;
+  const fields = s.fields ?? LEGACY_FIELDS[cls.name]?.(s);
+  if (fields) for (const [k, v] of Object.entries(fields)) if (!NOT_FIELDS.has(k) && !UNSAFE_KEYS.has(k)) err[k] = v;
+  if (s.details !== undefined || err instanceof ApplicationError) err.details = s.details;
+  if (err instanceof ApplicationError) (err as { nonRetryable: boolean }).nonRetryable = s.nonRetryable ?? false;
+  // No journaled stack (older journals): keep this one's frames under the original's header.
+  err.stack = s.stack ?? `${s.name}: ${s.message}\n${(err.stack ?? '').split('\n').slice(1).join('\n')}`;
+  return err;
+}
+
+/** Journals written before `fields` existed (and the journals' own cancel/terminate closes) carry only a message. */
+const LEGACY_FIELDS: Record<string, (s: SerializedError) => Record<string, unknown>> = {
+  CancelledError: (s) => ({ reason: s.message }),
+  TerminatedError: (s) => ({ reason: s.message }),
+};
+
+function revivalClassOf(err: Error): ErrorClass | undefined {
+  for (let p = Object.getPrototypeOf(err); p && p !== Error.prototype; p = Object.getPrototypeOf(p)) {
+    const c = p.constructor as ErrorClass;
+    if (errorClasses().get(c.name) === c) return c;
+  }
+  return undefined;
 }
 
 function safeJson(v: unknown): unknown {
@@ -95,7 +183,7 @@ abstract class ChildError extends SkeinError implements ChildRef {
   constructor(verb: string, ref: ChildRef, cause?: SerializedError) {
     super(
       `child workflow '${ref.workflow}' (${ref.childWorkflowId}) ${verb}${cause ? `: ${cause.name}: ${cause.message}` : ''}`,
-      cause ? { cause: new RemoteError(cause) } : undefined,
+      cause ? { cause: deserializeError(cause) } : undefined,
     );
     this.workflow = ref.workflow;
     this.callId = ref.callId;
@@ -151,7 +239,7 @@ export class ActivityFailedError extends SkeinError {
     cause: SerializedError,
   ) {
     super(`activity '${activity}' failed after ${attempts} attempt(s): ${cause.name}: ${cause.message}`, {
-      cause: new RemoteError(cause),
+      cause: deserializeError(cause),
     });
   }
 }
@@ -174,6 +262,13 @@ export class RunTimeoutError extends SkeinError {
 export class CancelledError extends SkeinError {
   constructor(readonly reason: string) {
     super(`run cancelled: ${reason}`);
+  }
+}
+
+/** A run was terminated (client.terminate, or a parent-close policy `terminate`): the error of its close. */
+export class TerminatedError extends SkeinError {
+  constructor(readonly reason: string) {
+    super(`run terminated: ${reason}`);
   }
 }
 
@@ -247,9 +342,95 @@ export class CorruptJournalError extends SkeinError {
   }
 }
 
-/** A run closed in failure; what `client.result()` throws. */
+/** A run closed in failure; what `client.result()` throws. Its cause is the run's error, revived. */
 export class WorkflowFailedError extends SkeinError {
   constructor(readonly runId: string, readonly status: string, cause?: SerializedError) {
-    super(`run ${runId} ${status}${cause ? `: ${cause.name}: ${cause.message}` : ''}`, cause ? { cause: new RemoteError(cause) } : undefined);
+    super(`run ${runId} ${status}${cause ? `: ${cause.name}: ${cause.message}` : ''}`, cause ? { cause: deserializeError(cause) } : undefined);
+  }
+}
+
+/** `client.result(ref, { timeoutMs })` gave up waiting: the run is still open. */
+export class ResultTimeoutError extends SkeinError {
+  constructor(readonly runId: string, readonly timeoutMs: number) {
+    super(`timed out after ${timeoutMs} ms waiting for run ${runId}`);
+  }
+}
+
+/** An argument of a client call is not valid (e.g. an empty or non-string `workflowId`). Nothing was written. */
+export class InvalidArgumentError extends SkeinError {
+  constructor(readonly argument: string, detail: string) {
+    super(`invalid ${argument}: ${detail}`);
+  }
+}
+
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+let table: Map<string, ErrorClass> | undefined;
+
+/**
+ * The one table of skein's error classes that revive as themselves, by class name: every class this module exports
+ * that is (or extends) SkeinError, so a class added here is in it without being listed. RemoteError is not: it stands
+ * for a foreign class and revives as a RemoteError named after the original.
+ */
+export function errorClasses(): ReadonlyMap<string, ErrorClass> {
+  if (!table) {
+    table = new Map();
+    for (const v of Object.values(self)) {
+      if (typeof v === 'function' && (v === SkeinError || v.prototype instanceof SkeinError) && v !== RemoteError) table.set(v.name, v as ErrorClass);
+    }
+  }
+  return table;
+}
+
+/**
+ * Workflow code threw a programming error (TypeError, ReferenceError, RangeError, SyntaxError, EvalError, URIError)
+ * that it did not catch. Such a run is blocked, not failed: once the code is fixed an operator resumes it and it
+ * replays with the new code. `cause` is the original error, with its stack.
+ */
+export class WorkflowCodeError extends SkeinError {
+  constructor(readonly workflow: string, cause: Error) {
+    super(`workflow '${workflow}' threw ${cause.name}: ${cause.message} (a bug in the workflow code: the run is blocked until it is resumed)`, { cause });
+  }
+}
+
+/** The error classes that mean "a bug in the code", not "the workflow decided to fail". */
+export function isProgrammingError(err: unknown): err is Error {
+  return (
+    err instanceof TypeError ||
+    err instanceof ReferenceError ||
+    err instanceof RangeError ||
+    err instanceof SyntaxError ||
+    err instanceof EvalError ||
+    err instanceof URIError
+  );
+}
+
+/** An operator action needs the run in another state (e.g. resume of a run that is not blocked). */
+export class RunStateError extends SkeinError {
+  constructor(readonly runId: string, readonly status: string, readonly action: string, detail = '') {
+    super(`cannot ${action} run ${runId}: it is ${status}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+/**
+ * A setting skein cannot use, so retrying does not help: a malformed DATABASE_URL, a database that refuses the
+ * credentials or does not exist, a bad command-line value. `setting` names it (e.g. 'DATABASE_URL', '--lease-ms');
+ * `value` is what was given, any password in it replaced by '***'.
+ */
+export class ConfigError extends SkeinError {
+  constructor(readonly setting: string, readonly value: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/**
+ * The database did not answer (connection refused or cut, host unreachable, server starting up or shutting down):
+ * worth retrying. `url` is the connection URL, its password replaced by '***'; `cause` the driver's error.
+ */
+export class DatabaseUnreachableError extends SkeinError {
+  constructor(readonly url: string, options?: { cause?: unknown }) {
+    const cause = options?.cause as { message?: string; code?: string } | undefined;
+    const reason = cause?.message || cause?.code || 'no answer';
+    super(`database unreachable at ${url}: ${reason}`, options);
   }
 }

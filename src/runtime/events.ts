@@ -94,8 +94,15 @@ export type EventPayloads = {
   ParentClosePolicyApplied: { childRunId: string; callId: string; policy: 'cancel' | 'terminate' | 'abandon' };
   ParentClosePolicyFailed: { childRunId: string; callId: string; policy: 'cancel' | 'terminate' | 'abandon'; error: SerializedError };
 
-  /** Not part of replay: the run was blocked by a NonDeterminismError (or a corrupt journal). */
+  /** Not part of replay: the run was blocked by a NonDeterminismError, a corrupt journal or a bug in its code. */
   RunBlocked: { error: SerializedError };
+  /** Not part of replay: an operator resumed the blocked run (it replays with the code the worker has now). */
+  RunResumed: { reason: string };
+  /**
+   * The run was closed from outside without running its code: terminated by a client, or by its parent-close policy
+   * (`reason` names the parent's close, e.g. `parent_closed: completed`). Written by the closing transaction.
+   */
+  RunTerminated: { reason: string };
 };
 
 export interface ChildOutcomePayload {
@@ -170,4 +177,6 @@ export const EVENT_TYPES: ReadonlySet<string> = new Set<EventType>([
   'ParentClosePolicyApplied',
   'ParentClosePolicyFailed',
   'RunBlocked',
+  'RunResumed',
+  'RunTerminated',
 ]);

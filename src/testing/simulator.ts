@@ -1,8 +1,8 @@
-import { EngineCache, block, step, loadEngine, type RunHost } from '../actors/activation.js';
+import { EngineCache, block, isBlocking, step, loadEngine, type RunHost } from '../actors/activation.js';
 import { runActivity } from '../runtime/activities.js';
 import type { WorkflowDef } from '../runtime/commands.js';
 import type { EngineOptions, ActivityTask, RunEngine } from '../runtime/engine.js';
-import { CorruptJournalError, NonDeterminismError, serializeError } from '../runtime/errors.js';
+import { serializeError } from '../runtime/errors.js';
 import type { JournalEvent, NewEvent } from '../runtime/events.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
 import { journalValue } from '../runtime/json.js';
@@ -197,7 +197,7 @@ export class Simulation {
     } catch (err) {
       // Changed code (or a corrupt journal) shows up when the run is rebuilt by replay: block it, as step() does
       // for the same errors, instead of failing the activation and leaving the run to be retried forever.
-      if (!(err instanceof NonDeterminismError || err instanceof CorruptJournalError)) throw err;
+      if (!isBlocking(err)) throw err;
       await block(this.host, lease, run.lastSeq, err);
       this.activations.set(runId, (this.activations.get(runId) ?? 0) + 1);
       this.host.cache.delete(runId);

@@ -382,11 +382,25 @@ export async function journals(sim: Simulation): Promise<Map<string, RunJournal>
  * values are masked: they are live randomness, different in two independent simulations (replay of one journal
  * reproduces them, which property (a) checks).
  */
+/**
+ * A journaled error keeps its original stack (for operators); where the code ran differs between a live run, a run
+ * rebuilt after a crash and a replay, so journals are compared without stacks.
+ */
+export function withoutStacks<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(withoutStacks) as T;
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (k !== 'stack') out[k] = withoutStacks(x);
+    return out as T;
+  }
+  return v;
+}
+
 export function comparable(js: Map<string, RunJournal>, withTime: boolean): Record<string, unknown[]> {
   const out: Record<string, unknown[]> = {};
   for (const [runId, j] of js) {
     out[runId] = j.events.map((e) => {
-      let payload: unknown = e.payload;
+      let payload: unknown = withoutStacks(e.payload);
       if (e.type === 'SideEffect' && (e.payload.kind === 'random' || e.payload.kind === 'uuid')) payload = { ...e.payload, value: '<masked>' };
       return withTime ? { seq: e.seq, type: e.type, payload, recordedAt: e.recordedAt } : { seq: e.seq, type: e.type, payload };
     });

@@ -148,6 +148,36 @@ export const MIGRATIONS: readonly Migration[] = [
         EXECUTE FUNCTION ${s}.notify_root_closed();
     `,
   },
+  {
+    version: 6,
+    name: 'what an open run waits on, as its engine said',
+    sql: (s) => `
+      -- The engine's open waits (kind, ids, barrier position, since when), written by each commit that suspends the
+      -- run and cleared when it closes or blocks, so describe() shows what the one interpreter knows instead of
+      -- re-reading the journal with a second one. At most 50 waits and their total count (see runtime/waits.ts).
+      ALTER TABLE ${s}.runs ADD COLUMN waits json;
+    `,
+  },
+  {
+    version: 7,
+    name: 'misconfigured fleets: claims by workflow, what a run is stuck on (stall)',
+    sql: (s) => `
+      -- What keeps an open run from going on (RunRecord.stall): an activity the worker that held it does not have.
+      -- Written in the fenced commit that releases the run, cleared by the commit that journals that activity's result
+      -- and by every close. json like the other payloads; only claimDue looks inside it, on rows it has found already.
+      ALTER TABLE ${s}.runs ADD COLUMN stall json;
+
+      -- A worker claims only runs of the workflows it registered (claimDue: workflow = ANY(...)). Runs that no worker
+      -- can execute stay due (next_wakeup_at in the past) until one that can appears; with the due index on
+      -- (queue, next_wakeup_at) every poll of every other worker read them all from the heap and threw them away
+      -- (20,000 such runs: 20,000 rows removed by filter, 4 ms per poll, against 0.2 ms). With workflow in the key the
+      -- index scan yields only the claimer's own workflows. It replaces the old index rather than adding one, so a
+      -- write that moves next_wakeup_at still maintains one due index; a claim without a workflow list (tools, tests)
+      -- still uses it, on queue and next_wakeup_at, and a backlog of due runs is a bitmap scan and sort either way.
+      DROP INDEX ${s}.runs_due_idx;
+      CREATE INDEX runs_due_idx ON ${s}.runs (queue, workflow, next_wakeup_at) WHERE next_wakeup_at IS NOT NULL;
+    `,
+  },
 ];
 
 /**

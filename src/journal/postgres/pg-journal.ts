@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
-import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
+import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, RunStateError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
 import { runStartedPayload, type JournalEvent } from '../../runtime/events.js';
 import { toJson, toJsonText } from '../../runtime/json.js';
 import {
   isOpen,
+  parentClosed,
+  PARENT_STOPPED_WAITING,
   type CancelOptions,
   type CancelResult,
   type ChildOutcome,
@@ -19,6 +21,7 @@ import {
   type Lease,
   type NewRun,
   type RunRecord,
+  type RunStall,
   type RunStatus,
   type SignalInput,
   type WakeListener,
@@ -219,12 +222,12 @@ export class PgJournal implements Journal {
   }
 
   async claimDue(o: ClaimOptions): Promise<Lease[]> {
-    if (o.limit <= 0 || !o.queues.length) return [];
+    if (o.limit <= 0 || !o.queues.length || o.workflows?.length === 0) return [];
     return this.sql.claimDue(this.pool, { ...o, leaseMs: Math.ceil(o.leaseMs), now: this.now() });
   }
 
-  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[]): Promise<Lease | undefined> {
-    return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now(), queues);
+  async acquire(runId: string, owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
+    return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now(), queues, workflows);
   }
 
   async renew(lease: Lease, leaseMs: number): Promise<Lease> {
@@ -288,7 +291,7 @@ export class PgJournal implements Journal {
       const stop: string[] = [];
       for (const runId of withChildren) {
         const b = ok.find((x) => x.b.lease.runId === runId)!.b;
-        await this.cascade(q, [runId], b.prepared.maxChildDepth, 'parent_cancelled', now, { stop });
+        await this.cascade(q, [runId], b.prepared.maxChildDepth, parentClosed(b.prepared.close!.status), now, { stop });
       }
       const woke = new Set(
         await this.sql.wakeParents(
@@ -351,9 +354,9 @@ export class PgJournal implements Journal {
 
       // Children the run stopped waiting for (timeouts): closed per the policy given, then their descendants per theirs.
       if (p.closeChildren.length) {
-        const closed = await this.sql.closeChildren(q, run.runId, p.closeChildren, JSON.stringify(CHILD_TIMEOUT_ERROR), now);
+        const closed = await this.sql.closeChildren(q, run.runId, p.closeChildren, JSON.stringify(CHILD_TIMEOUT_ERROR), PARENT_STOPPED_WAITING, now);
         stop.push(...closed);
-        if (closed.length) await this.cascade(q, closed, p.maxChildDepth, 'parent_cancelled', now, { stop });
+        if (closed.length) await this.cascade(q, closed, p.maxChildDepth, PARENT_STOPPED_WAITING, now, { stop });
       }
 
       const { childLeases, announce } = p.children.length
@@ -397,7 +400,7 @@ export class PgJournal implements Journal {
           wake.push(next.run.runId);
         } else {
           // The run closed: its open children follow their parent-close policies, in this same transaction.
-          if (hasOpenChildren) await this.cascade(q, [run.runId], p.maxChildDepth, 'parent_cancelled', now, { stop });
+          if (hasOpenChildren) await this.cascade(q, [run.runId], p.maxChildDepth, parentClosed(p.close.status), now, { stop });
           if (run.parentRunId) {
             const failed = p.close.status !== 'completed';
             if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: run.runId, failed, now })) wokeParent = run.parentRunId;
@@ -405,9 +408,19 @@ export class PgJournal implements Journal {
         }
       } else {
         const wait = { ...c.wait, timerAt: c.wait.timerAt === null ? null : Math.ceil(c.wait.timerAt) };
-        const pending = await this.sql.suspendRun(q, { runId: run.runId, lastSeq: seq, wait, release: !!c.release, now, cancelJournaled: p.cancelJournaled });
+        const pending = await this.sql.suspendRun(q, {
+          runId: run.runId,
+          lastSeq: seq,
+          wait,
+          release: !!c.release,
+          now,
+          cancelJournaled: p.cancelJournaled,
+          waitsJson: c.waits ? JSON.stringify(c.waits) : null,
+        });
         // A signal or cancel request that arrived while the run was busy: due now, and announced.
         if (pending) wake.push(run.runId);
+        const stall = stallWrite(c, run.stallPath ?? null);
+        if (stall !== undefined) await this.sql.setStall(q, run.runId, stall && JSON.stringify(stall));
       }
       wake.push(...announce);
       await this.sql.notify(q, wake, stop);
@@ -458,7 +471,7 @@ export class PgJournal implements Journal {
       } else {
         status = o.mode === 'terminate' ? 'terminated' : 'cancelled';
         const error: SerializedError = { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason };
-        await this.sql.closeFromOutside(q, runId, { status, errorJson: JSON.stringify(error), now });
+        await this.sql.closeFromOutside(q, runId, { status, errorJson: JSON.stringify(error), reason, now });
         stop.push(runId);
         // awaiters of the cancelled run are woken at once (wakeParent notifies them itself)
         if (run.parentRunId) await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: runId, failed: true, now });
@@ -468,6 +481,16 @@ export class PgJournal implements Journal {
       await this.sql.notify(q, wake, stop);
       return { runId, status, closed, truncated };
     });
+  }
+
+  async resume(runId: string, o: { reason: string }): Promise<RunRecord> {
+    await this.beforeWrite();
+    const now = this.now();
+    const r = await this.sql.resume(this.pool, runId, String(o.reason), now);
+    if (!r) throw new UnknownRunError(runId);
+    if (!r.resumed) throw new RunStateError(runId, r.status, 'resume', 'only a blocked run can be resumed');
+    await this.sql.notify(this.pool, [runId]);
+    return (await this.getRun(runId))!;
   }
 
   onWake(listener: WakeListener): () => void {
@@ -566,10 +589,12 @@ export class PgJournal implements Journal {
       );
     }
     const closed = new Set(done.map((ch) => ch.runId));
+    const startsLater = new Set(p.children.filter((ch) => (ch.startAt ?? now) > now).map((ch) => ch.runId));
     return {
       childLeases: inserted.flatMap((r) => (r.lease && !closed.has(r.runId) ? [r.lease] : [])),
       // children leased to this worker run here at once; the others are announced to every worker
-      announce: lease ? [] : inserted.filter((r) => !closed.has(r.runId)).map((r) => r.runId),
+      // (a retry due later is announced by nobody: the poll takes it at its start time)
+      announce: lease ? [] : inserted.filter((r) => !closed.has(r.runId) && !startsLater.has(r.runId)).map((r) => r.runId),
     };
   }
 
@@ -679,6 +704,16 @@ interface PendingClose {
   lease: Lease;
   commit: Commit;
   prepared: PreparedCommit;
+}
+
+/**
+ * What a suspending commit writes into the run's stall column: the commit's own stall if it gives one (null clears),
+ * null when it journals the result of the activity the run is stalled on (at `stalledPath`), else undefined (no write).
+ */
+function stallWrite(c: Commit, stalledPath: string | null): RunStall | null | undefined {
+  if (c.stall !== undefined) return c.stall === null && stalledPath === null ? undefined : c.stall;
+  if (stalledPath === null) return undefined;
+  return c.events.some((e) => (e.type === 'ActivityCompleted' || e.type === 'ActivityFailed') && e.payload.path === stalledPath) ? null : undefined;
 }
 
 /** A close with nothing else to do in its transaction: no children, signals, policies on timed-out children, inbox. */

@@ -1,8 +1,9 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
-import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStatus, type WaitSpec } from '../journal.js';
+import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStall, type RunStatus, type WaitSpec } from '../journal.js';
 import type { SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
+import type { StoredWaits } from '../../runtime/waits.js';
 
 /**
  * Every SQL statement of the Postgres journal, and the mapping of its rows, lives in this module: a reader sees every
@@ -64,7 +65,7 @@ export function notifyChunks(runIds: string[]): string[] {
 
 const RUN_COLUMNS = `run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
   lease_owner, lease_expires_at, next_wakeup_at, created_at, closed_at, result, error, continued_from, continued_to, last_seq,
-  parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at`;
+  parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at, waits, stall`;
 
 /** The open statuses, as SQL (OPEN_STATUSES in journal.ts). */
 const OPEN = `('running', 'blocked')`;
@@ -73,7 +74,23 @@ const OPEN = `('running', 'blocked')`;
 const CLEARED = `next_wakeup_at = NULL,
          wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false, wait_all_open = 0,
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
-         cancel_reason = NULL, cancel_deadline = NULL, cancel_requested_at = NULL, cancel_journaled = false`;
+         cancel_reason = NULL, cancel_deadline = NULL, cancel_requested_at = NULL, cancel_journaled = false, waits = NULL, stall = NULL`;
+
+/**
+ * The closing events of runs closed from outside (cancel, terminate, parent-close policy), as a SELECT over `rel`
+ * (columns run_id, policy 'cancel'|'terminate', and `seqCol`, the run's last seq before the close): a cancelled run
+ * gets CancelRequested then RunCancelled (forced), a terminated one RunTerminated, so every closed run's journal ends
+ * with its closing event and says why (`reason`).
+ */
+const CLOSING_EVENTS = (rel: string, seqCol: string, reason: string, now: string): string => `
+  SELECT run_id, ${seqCol} + 1, 'CancelRequested', json_build_object('reason', ${reason}, 'deadline', ${now}, 'closedAt', ${now}), ${now}
+  FROM ${rel} WHERE policy <> 'terminate'
+  UNION ALL
+  SELECT run_id, ${seqCol} + 2, 'RunCancelled', json_build_object('reason', ${reason}, 'forced', true), ${now}
+  FROM ${rel} WHERE policy <> 'terminate'
+  UNION ALL
+  SELECT run_id, ${seqCol} + 1, 'RunTerminated', json_build_object('reason', ${reason}), ${now}
+  FROM ${rel} WHERE policy = 'terminate'`;
 
 interface RunRow {
   run_id: string;
@@ -100,6 +117,8 @@ interface RunRow {
   cancel_reason: string | null;
   cancel_deadline: string | null;
   cancel_requested_at: string | null;
+  waits: StoredWaits | null;
+  stall: RunStall | null;
 }
 
 interface LeaseRow {
@@ -110,6 +129,7 @@ interface LeaseRow {
   last_seq?: number;
   queue?: string;
   inbox_pending?: boolean;
+  stall?: RunStall | null;
 }
 
 // node-postgres returns bigint as a string (it may exceed 2^53); epoch milliseconds never do.
@@ -142,6 +162,8 @@ function toRun(r: RunRow): RunRecord {
       r.cancel_requested_at === null
         ? null
         : { reason: r.cancel_reason ?? '', deadline: Number(r.cancel_deadline), requestedAt: Number(r.cancel_requested_at) },
+    waits: r.waits ?? null,
+    stall: r.stall ?? null,
   };
 }
 
@@ -153,6 +175,7 @@ const toLease = (r: LeaseRow): Lease => ({
   ...(r.last_seq !== undefined ? { lastSeq: r.last_seq } : {}),
   ...(r.queue !== undefined ? { queue: r.queue } : {}),
   ...(r.inbox_pending !== undefined ? { inboxPending: r.inbox_pending } : {}),
+  ...(r.stall !== undefined ? { stall: r.stall } : {}),
 });
 
 /** The row of a run locked for a commit: what the fence and the children need. */
@@ -166,6 +189,8 @@ export interface LockedRun {
   parentRunId: string | null;
   callId: string | null;
   parentClosePolicy: ParentClosePolicy;
+  /** The path of the activity the run is stalled on (RunRecord.stall), if any. */
+  stallPath?: string | null;
 }
 
 /** A new run as the statements take it: payloads already turned into JSON text. */
@@ -433,9 +458,15 @@ export class Sql {
 
   /**
    * Leases up to `limit` due runs of the queues in one statement. SKIP LOCKED lets concurrent claimers pass over rows
-   * another claimer is taking, so two workers never get the same run and never wait on each other.
+   * another claimer is taking, so two workers never get the same run and never wait on each other. With `workflows`,
+   * only runs of those workflows (a worker's registered ones); with `activities`, a run stalled on an activity not
+   * among them is left to others until `graceMs` after its next attempt (see ClaimOptions). The parameters are bound
+   * per call (unnamed statements), so the planner sees a null list and drops its condition.
    */
-  async claimDue(q: Queryable, o: { owner: string; queues: string[]; limit: number; leaseMs: number; now: number }): Promise<Lease[]> {
+  async claimDue(
+    q: Queryable,
+    o: { owner: string; queues: string[]; limit: number; leaseMs: number; now: number; workflows?: string[]; activities?: { names: string[]; graceMs: number } },
+  ): Promise<Lease[]> {
     const r = await q.query<LeaseRow & { next_wakeup_at: string; depth: number; created_at: string }>(
       `UPDATE ${this.s}.runs
        SET lease_owner = $1, lease_token = gen_random_uuid()::text, lease_expires_at = $2::bigint + $3::bigint
@@ -443,12 +474,16 @@ export class Sql {
          SELECT run_id FROM ${this.s}.runs
          WHERE status = 'running' AND queue = ANY($4::text[]) AND next_wakeup_at <= $2::bigint
            AND (lease_token IS NULL OR lease_expires_at <= $2::bigint)
+           AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
+           AND ($7::text[] IS NULL OR stall IS NULL OR stall->>'activity' = ANY($7::text[])
+                OR (stall->>'nextAttemptAt')::bigint + $8::bigint <= $2::bigint)
          ORDER BY next_wakeup_at, depth, created_at
          LIMIT $5
          FOR UPDATE SKIP LOCKED
        )
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, ${this.inboxPendingOf('runs')} AS inbox_pending`,
-      [o.owner, o.now, o.leaseMs, o.queues, o.limit],
+       RETURNING run_id, lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, stall,
+                 ${this.inboxPendingOf('runs')} AS inbox_pending`,
+      [o.owner, o.now, o.leaseMs, o.queues, o.limit, o.workflows ?? null, o.activities?.names ?? null, Math.ceil(o.activities?.graceMs ?? 0)],
     );
     // RETURNING has no order: hand the leases out oldest due first, shallowest first, like the memory journal.
     const rows = r.rows.sort(
@@ -461,14 +496,15 @@ export class Sql {
     return rows.map(toLease);
   }
 
-  async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number, queues?: string[]): Promise<Lease | undefined> {
+  async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
     const r = await q.query<LeaseRow>(
       `UPDATE ${this.s}.runs
        SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
        WHERE run_id = $1 AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
          AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at, last_seq, queue, ${this.inboxPendingOf('runs')} AS inbox_pending`,
-      [runId, owner, now, leaseMs, queues ?? null],
+         AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
+       RETURNING run_id, lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending`,
+      [runId, owner, now, leaseMs, queues ?? null, workflows ?? null],
     );
     return r.rows[0] && toLease(r.rows[0]);
   }
@@ -532,8 +568,9 @@ export class Sql {
       parent_run_id: string | null;
       call_id: string | null;
       parent_close_policy: ParentClosePolicy;
+      stall_path: string | null;
     }>(
-      `SELECT status, lease_token, last_seq, depth, root_run_id, parent_run_id, call_id, parent_close_policy
+      `SELECT status, lease_token, last_seq, depth, root_run_id, parent_run_id, call_id, parent_close_policy, stall->>'path' AS stall_path
        FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE`,
       [runId],
     );
@@ -549,8 +586,14 @@ export class Sql {
         parentRunId: row.parent_run_id,
         callId: row.call_id,
         parentClosePolicy: row.parent_close_policy,
+        stallPath: row.stall_path,
       }
     );
+  }
+
+  /** Sets (or, with null, clears) the run's stall: a commit that stalls the run, or journals the stalled result. */
+  async setStall(q: Queryable, runId: string, stallJson: string | null): Promise<void> {
+    await q.query(`UPDATE ${this.s}.runs SET stall = $2::json WHERE run_id = $1`, [runId, stallJson]);
   }
 
   /**
@@ -602,15 +645,17 @@ export class Sql {
              policy text, start_at bigint, status text, result json, error json, last_seq integer))
            WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, status, result, error, last_seq, ord)
        ), ins AS (
-         -- An inline child (status given) goes in closed: no lease, never due. The others are open and due.
+         -- An inline child (status given) goes in closed: no lease, never due. The others are open and due, at once
+         -- or (a retry after its backoff) at start_at; only those due now are leased to the parent's worker: an attempt
+         -- never starts before its start_at, whoever runs it.
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
                                      lease_owner, lease_token, lease_expires_at, next_wakeup_at, created_at, last_seq, parent_close_policy,
                                      result, error, closed_at)
          -- (json_to_recordset turns a JSON null into SQL NULL: a null input is the JSON value null)
          SELECT run_id, workflow_id, workflow, coalesce(status, 'running'), coalesce(input, 'null'::json), $2, call_id, $3, depth, queue,
-                CASE WHEN status IS NULL THEN $4::text END,
-                CASE WHEN status IS NULL AND $4::text IS NOT NULL THEN gen_random_uuid()::text END,
-                CASE WHEN status IS NULL THEN $5::bigint END,
+                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint THEN $4::text END,
+                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint AND $4::text IS NOT NULL THEN gen_random_uuid()::text END,
+                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint THEN $5::bigint END,
                 CASE WHEN status IS NULL THEN coalesce(start_at, $6::bigint) END, $6::bigint, coalesce(last_seq, 1), policy,
                 CASE WHEN status IS NULL THEN NULL ELSE coalesce(result, 'null'::json) END, error,
                 CASE WHEN status IS NULL THEN NULL ELSE $6::bigint END
@@ -661,7 +706,7 @@ export class Sql {
    *  journaled (`cancelJournaled`: this commit journals CancelRequested), also makes it due now; then the run is to be
    *  announced, which the returned boolean says. The inbox is read after this commit's SignalReceived took signals out.
    */
-  async suspendRun(q: Queryable, a: { runId: string; lastSeq: number; wait: WaitSpec; release: boolean; now: number; cancelJournaled: boolean }): Promise<boolean> {
+  async suspendRun(q: Queryable, a: { runId: string; lastSeq: number; wait: WaitSpec; release: boolean; now: number; cancelJournaled: boolean; waitsJson: string | null }): Promise<boolean> {
     // A signal or cancel request that arrived while the run was busy makes it due now, and announced (returned true).
     const pending = `(EXISTS (SELECT 1 FROM ${this.s}.inbox i WHERE i.run_id = r.run_id AND NOT i.delivered)
              OR (r.cancel_requested_at IS NOT NULL AND NOT (r.cancel_journaled OR $10::boolean)))`;
@@ -686,11 +731,12 @@ export class Sql {
          END,
          lease_owner = CASE WHEN $9::boolean THEN NULL ELSE r.lease_owner END,
          lease_token = CASE WHEN $9::boolean THEN NULL ELSE r.lease_token END,
-         lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END
+         lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END,
+         waits = coalesce($11::json, r.waits)
        FROM (SELECT count(*)::int AS n FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) AS ao
        WHERE r.run_id = $1
        RETURNING ${pending.replace('$10::boolean', 'false')} AS announce`,
-      [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release, a.cancelJournaled],
+      [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release, a.cancelJournaled, a.waitsJson],
     );
     return res.rows[0]?.announce === true;
   }
@@ -720,7 +766,7 @@ export class Sql {
       `UPDATE ${this.s}.runs SET
          status = 'blocked', error = $2::json, last_seq = $3, next_wakeup_at = NULL, cancel_journaled = cancel_journaled OR $4::boolean,
          wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
-         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, waits = NULL, stall = NULL
        WHERE run_id = $1`,
       [a.runId, a.errorJson, a.lastSeq, a.cancelJournaled],
     );
@@ -1022,31 +1068,69 @@ export class Sql {
   }
 
   /** Closes a run from outside (cancel, terminate): no more appends, its lease is void. */
-  async closeFromOutside(q: Queryable, runId: string, a: { status: 'cancelled' | 'terminated'; errorJson: string; now: number }): Promise<void> {
+  async closeFromOutside(q: Queryable, runId: string, a: { status: 'cancelled' | 'terminated'; errorJson: string; reason: string; now: number }): Promise<void> {
+    // The journal ends with the closing event (and, for a cancel, the request), appended by this same statement.
     await q.query(
-      `UPDATE ${this.s}.runs SET status = $2, error = $3::json, closed_at = $4, ${CLEARED} WHERE run_id = $1`,
-      [runId, a.status, a.errorJson, a.now],
+      `WITH closed AS (
+         UPDATE ${this.s}.runs r SET status = $2, error = $3::json, closed_at = $4,
+           last_seq = r.last_seq + CASE WHEN $2 = 'terminated' THEN 1 ELSE 2 END, ${CLEARED}
+         WHERE run_id = $1
+         RETURNING r.run_id, r.last_seq - CASE WHEN $2 = 'terminated' THEN 1 ELSE 2 END AS last_seq,
+           CASE WHEN $2 = 'terminated' THEN 'terminate' ELSE 'cancel' END AS policy
+       )
+       INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+       ${CLOSING_EVENTS('closed', 'last_seq', '$5::text', '$4::bigint')}`,
+      [runId, a.status, a.errorJson, a.now, a.reason],
     );
+  }
+
+  /**
+   * Resumes a blocked run: RunResumed appended, status running, error cleared, due now. Returns the status the run
+   * had (undefined: unknown run); nothing changes unless it was blocked.
+   */
+  async resume(q: Queryable, runId: string, reason: string, now: number): Promise<{ status: RunStatus; resumed: boolean } | undefined> {
+    const r = await q.query<{ status: RunStatus; resumed: boolean }>(
+      `WITH me AS (
+         SELECT run_id, status, last_seq FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE
+       ), up AS (
+         UPDATE ${this.s}.runs r SET status = 'running', error = NULL, last_seq = me.last_seq + 1, next_wakeup_at = $3::bigint,
+           lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+         FROM me WHERE r.run_id = me.run_id AND me.status = 'blocked'
+         RETURNING r.run_id, me.last_seq
+       ), ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT run_id, last_seq + 1, 'RunResumed', json_build_object('reason', $2::text), $3::bigint FROM up
+       )
+       SELECT me.status, EXISTS (SELECT 1 FROM up) AS resumed FROM me`,
+      [runId, reason, now],
+    );
+    return r.rows[0];
   }
 
   /**
    * Closes children the run stopped waiting for (child timeouts), per the policy the parent gives for each
    * (`abandon` leaves it): only open children of this parent. Locked in run id order. Returns the runs closed.
    */
-  async closeChildren(q: Queryable, parentRunId: string, kids: Array<{ runId: string; policy: ParentClosePolicy }>, errorJson: string, now: number): Promise<string[]> {
+  async closeChildren(q: Queryable, parentRunId: string, kids: Array<{ runId: string; policy: ParentClosePolicy }>, errorJson: string, reason: string, now: number): Promise<string[]> {
     const r = await q.query<{ run_id: string }>(
       `WITH k AS (
-         SELECT c.run_id, x.policy FROM ${this.s}.runs c
+         SELECT c.run_id, c.last_seq, x.policy FROM ${this.s}.runs c
          JOIN unnest($2::text[], $3::text[]) AS x(run_id, policy) ON x.run_id = c.run_id
          WHERE c.parent_run_id = $1 AND c.status IN ${OPEN} AND x.policy <> 'abandon'
          ORDER BY c.run_id COLLATE "C"
          FOR UPDATE OF c
+       ), closed AS (
+         UPDATE ${this.s}.runs r SET
+           status = CASE WHEN k.policy = 'terminate' THEN 'terminated' ELSE 'cancelled' END, error = $4::json, closed_at = $5,
+           last_seq = r.last_seq + CASE WHEN k.policy = 'terminate' THEN 1 ELSE 2 END, ${CLEARED}
+         FROM k WHERE r.run_id = k.run_id
+         RETURNING r.run_id, k.last_seq, k.policy
+       ), ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         ${CLOSING_EVENTS('closed', 'last_seq', '$6::text', '$5::bigint')}
        )
-       UPDATE ${this.s}.runs r SET
-         status = CASE WHEN k.policy = 'terminate' THEN 'terminated' ELSE 'cancelled' END, error = $4::json, closed_at = $5, ${CLEARED}
-       FROM k WHERE r.run_id = k.run_id
-       RETURNING r.run_id`,
-      [parentRunId, kids.map((k) => k.runId), kids.map((k) => k.policy), errorJson, now],
+       SELECT run_id FROM closed`,
+      [parentRunId, kids.map((k) => k.runId), kids.map((k) => k.policy), errorJson, now, reason],
     );
     return r.rows.map((x) => x.run_id);
   }
@@ -1066,7 +1150,7 @@ export class Sql {
   async cascadeGeneration(q: Queryable, parents: string[], maxDepth: number, reason: string, now: number): Promise<CascadeRow[]> {
     const r = await q.query<{ run_id: string; parent_run_id: string; closed: boolean; truncated: boolean }>(
       `WITH kids AS (
-         SELECT c.run_id, c.parent_run_id, c.call_id, c.depth, c.parent_close_policy AS policy, c.created_at
+         SELECT c.run_id, c.parent_run_id, c.call_id, c.depth, c.parent_close_policy AS policy, c.created_at, c.last_seq
          FROM ${this.s}.runs c
          WHERE c.parent_run_id = ANY($1::text[]) AND c.status IN ${OPEN}
          ORDER BY c.run_id COLLATE "C"
@@ -1075,8 +1159,12 @@ export class Sql {
          UPDATE ${this.s}.runs r SET
            status = CASE WHEN k.policy = 'terminate' THEN 'terminated' ELSE 'cancelled' END,
            error = json_build_object('name', CASE WHEN k.policy = 'terminate' THEN 'TerminatedError' ELSE 'CancelledError' END, 'message', $3::text),
-           closed_at = $4, ${CLEARED}
+           closed_at = $4, last_seq = r.last_seq + CASE WHEN k.policy = 'terminate' THEN 1 ELSE 2 END, ${CLEARED}
          FROM kids k WHERE r.run_id = k.run_id AND k.policy <> 'abandon' AND k.depth <= $2
+         RETURNING r.run_id, k.last_seq, k.policy
+       ), closing AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         ${CLOSING_EVENTS('closed', 'last_seq', '$3::text', '$4::bigint')}
        ), notes AS (
          SELECT k.parent_run_id, k.run_id, k.call_id, k.policy, p.last_seq,
                 row_number() OVER (PARTITION BY k.parent_run_id ORDER BY k.created_at, k.run_id COLLATE "C") AS n

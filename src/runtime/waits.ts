@@ -1,0 +1,49 @@
+/**
+ * What a run waits on, as the engine sees it (RunEngine.openWaits()), stored with each commit so that describe(), the
+ * CLI and the dashboard show exactly what the one interpreter knows, without re-reading the journal.
+ */
+export interface OpenWait {
+  kind: 'child' | 'activity' | 'timer' | 'signal';
+  /** The command's call path (`<position>` or, inside a barrier, `<position>.<leaf index>`). */
+  path: string;
+  /** When the run started waiting on it (epoch ms of the journal clock). */
+  since: number;
+  // child
+  workflow?: string;
+  callId?: string;
+  childRunId?: string;
+  childWorkflowId?: string;
+  /** Retry attempt of a child (absent: 1). */
+  attempt?: number;
+  /** When the parent stops waiting (child timeout) or the signal wait times out. */
+  deadline?: number;
+  // activity
+  activity?: string;
+  // timer
+  fireAt?: number;
+  // signal
+  signal?: string;
+  // barrier membership
+  /** The innermost barrier group holding this member: `<barrier path>` then `/<member index>` per nesting level. */
+  groupId?: string;
+  /** Group ids from the outermost barrier to the innermost. */
+  groupPath?: string[];
+  /** Index of the member in its innermost group, and that group's size. */
+  index?: number;
+  size?: number;
+  /** Depth-first leaf index across the whole barrier (the failure-selection tie-breaker). */
+  leafIndex?: number;
+}
+
+/** How many open waits a run stores with a commit; a fan-out of 10,000 children stores the first ones and a count. */
+export const STORED_WAITS_LIMIT = 50;
+
+/** The stored form: the first waits in call-path order, and how many there are in all. */
+export interface StoredWaits {
+  waits: OpenWait[];
+  total: number;
+}
+
+export function storedWaits(all: OpenWait[]): StoredWaits {
+  return { waits: all.length > STORED_WAITS_LIMIT ? all.slice(0, STORED_WAITS_LIMIT) : all, total: all.length };
+}
