@@ -24,7 +24,7 @@ import {
   type WorkflowDef,
 } from '../../src/runtime/commands.js';
 import { RunEngine, type EngineOptions } from '../../src/runtime/engine.js';
-import { ApplicationError, serializeError, type SerializedError } from '../../src/runtime/errors.js';
+import { ApplicationError, CancelledError, serializeError, type SerializedError } from '../../src/runtime/errors.js';
 import type { JournalEvent } from '../../src/runtime/events.js';
 import type { RunRecord } from '../../src/journal/journal.js';
 import { Simulation, type ActivityOutcome, type SimAction } from '../../src/testing/simulator.js';
@@ -69,6 +69,8 @@ export type Step =
 export interface Prog {
   steps: Step[];
   fail?: string;
+  /** On CancelledError, run the compensation activity (`act` labelled 'compensate') before rethrowing. */
+  compensate?: boolean;
 }
 
 const labelArb = fc.constantFrom('a', 'b', 'c', 'd', 'e');
@@ -216,6 +218,8 @@ function* runStep(s: Step, handles: ChildHandle<unknown>[]): Generator<Command<u
       try {
         return { ok: yield* runStep(s.step, handles) };
       } catch (e) {
+        // A step's try catches its failures, not the run's own cancellation (that is the program's to handle).
+        if (e instanceof CancelledError) throw e;
         return { caught: summarize(e) };
       }
     case 'start': {
@@ -282,6 +286,7 @@ export const prog: WorkflowDef<Prog, unknown[]> = workflow('prog', function* (p:
     for (const s of p.steps) out.push(yield* runStep(s, handles));
     if (p.fail !== undefined) throw new ApplicationError(p.fail, { name: 'ProgramFailed' });
   } catch (e) {
+    if (p.compensate && e instanceof CancelledError) yield* activity('act', { label: 'compensate', ok: true });
     const hs = yield* children();
     captureHook?.({ ok: false, error: serializeError(e), childRunIds: hs.map((h) => h.runId) });
     throw e;
@@ -337,10 +342,11 @@ export type CrashMode = 'none' | 'crash' | 'spurious';
  *  - 'none': crash points are ignored.
  * So 'crash' and 'spurious' differ only in what the crash loses, and must leave the same journals.
  */
-export async function drive(sim: Simulation, s: Schedule, mode: CrashMode, maxSteps = 2_000): Promise<number> {
+export async function drive(sim: Simulation, s: Schedule, mode: CrashMode, maxSteps = 2_000, beforeStep?: (i: number) => Promise<void>): Promise<number> {
   const crashAt = new Set(s.crashes);
   let i = 0;
   for (;;) {
+    await beforeStep?.(i);
     let acts = sim.actions();
     if (!acts.length) {
       if (sim.advanceToNextTimer()) continue;
@@ -378,11 +384,6 @@ export async function journals(sim: Simulation): Promise<Map<string, RunJournal>
 }
 
 /**
- * A comparable form of every run's journal: seq, type, payload, and recordedAt when `withTime`. random()/uuid()
- * values are masked: they are live randomness, different in two independent simulations (replay of one journal
- * reproduces them, which property (a) checks).
- */
-/**
  * A journaled error keeps its original stack (for operators); where the code ran differs between a live run, a run
  * rebuilt after a crash and a replay, so journals are compared without stacks.
  */
@@ -396,6 +397,11 @@ export function withoutStacks<T>(v: T): T {
   return v;
 }
 
+/**
+ * A comparable form of every run's journal: seq, type, payload, and recordedAt when `withTime`. random()/uuid()
+ * values are masked: they are live randomness, different in two independent simulations (replay of one journal
+ * reproduces them, which property (a) checks).
+ */
 export function comparable(js: Map<string, RunJournal>, withTime: boolean): Record<string, unknown[]> {
   const out: Record<string, unknown[]> = {};
   for (const [runId, j] of js) {
