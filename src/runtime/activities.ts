@@ -19,6 +19,16 @@ export function backoffMs(policy: Required<RetryPolicy>, attempt: number): numbe
   return Math.min(policy.maximumIntervalMs, policy.initialIntervalMs * policy.backoffCoefficient ** (attempt - 1));
 }
 
+/**
+ * Delay before a run stalled on an activity its worker does not register is due again, after `attempts` such
+ * releases in a row: 1 s doubling, capped at 60 s, then jittered to between 80% and 120% so that runs stalled together
+ * do not all come back at once.
+ */
+export function unavailableActivityBackoffMs(attempts: number, random: () => number = Math.random): number {
+  const base = Math.min(60_000, 1000 * 2 ** Math.min(Math.max(attempts, 1) - 1, 20));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
 export interface ActivityRunOptions {
   clock: Clock;
   /** Waits between attempts; tests pass one that does not really sleep. */
@@ -29,8 +39,9 @@ const realDelay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Runs one activity with its retry policy, in this process, and turns the outcome into the delivery the run will
- * journal. The value is round-tripped through JSON here so the workflow sees the same value live and on replay. An
- * unknown activity name or a result that cannot be journaled fails the activity (never retried).
+ * journal. The value is round-tripped through JSON here so the workflow sees the same value live and on replay. A
+ * result that cannot be journaled fails the activity (never retried), and so does an unknown activity name here; a
+ * worker never gets that far: it does not run an activity it does not register, it stalls the run (run-machine.ts).
  */
 export async function runActivity(registry: Registry, task: ActivityTask, opts: ActivityRunOptions): Promise<NewEvent> {
   let def;

@@ -42,6 +42,19 @@ export class Registry {
     return this.workflows.has(name);
   }
 
+  /** The names of the workflows registered here (a worker claims only runs of these). */
+  workflowNames(): string[] {
+    return [...this.workflows.keys()];
+  }
+
+  hasActivity(name: string): boolean {
+    return this.activities.has(name);
+  }
+
+  activityNames(): string[] {
+    return [...this.activities.keys()];
+  }
+
   activity(name: string): ActivityDef {
     const a = this.activities.get(name);
     if (!a) throw new UnknownActivityError(name);

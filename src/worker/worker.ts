@@ -51,6 +51,12 @@ export interface WorkerHealth {
 }
 
 /**
+ * How long after its next attempt a run stalled on an activity this worker lacks is left to workers that have it,
+ * before this worker's poll claims it again (at least two poll intervals): the capable worker gets it first.
+ */
+const STALL_GRACE_MS = 5000;
+
+/**
  * A long-lived worker: claims due runs from the journal, runs one XState actor per active run, routes wake-ups,
  * renews leases while activities run, and on shutdown finishes or releases what it holds.
  */
@@ -60,6 +66,8 @@ export class Worker {
   readonly journal: Journal;
   readonly log: Logger;
   private readonly queues: string[];
+  /** The workflows registered here: the only runs this worker claims. */
+  private readonly workflows: string[];
   private readonly concurrency: number;
   private readonly leaseMs: number;
   private readonly pollIntervalMs: number;
@@ -94,6 +102,7 @@ export class Worker {
     this.registry = new Registry(options.workflows, options.activities ?? []);
     this.journal = options.journal;
     this.queues = options.queues ?? ['default'];
+    this.workflows = this.registry.workflowNames();
     this.concurrency = options.concurrency ?? 1000;
     this.leaseMs = options.leaseMs ?? 30_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
@@ -234,7 +243,7 @@ export class Worker {
     this.acquiring.add(runId);
     try {
       // One statement: the journal checks the run is open, free and on our queues, and says what the actor needs.
-      const lease = await this.journal.acquire(runId, this.workerId, this.leaseMs, this.queues);
+      const lease = await this.journal.acquire(runId, this.workerId, this.leaseMs, this.queues, this.workflows);
       if (lease) this.runLease(lease);
     } catch (err) {
       this.noteError(err);
@@ -252,8 +261,9 @@ export class Worker {
     for (const l of leases) {
       const spec = specs.get(l.runId);
       // The journal leases every new child to the parent's worker; a child routed to a queue this worker does not
-      // serve is not ours to run, so it goes back at once like the overflow (the workers of its queue claim it).
-      if (this.capacityLeft() > 0 && (!spec || this.queues.includes(spec.queue))) this.runLease(l, spec);
+      // serve, or of a workflow it does not register, is not ours to run, so it goes back at once like the overflow
+      // (the workers of its queue with its workflow claim it; until there is one, it waits, due).
+      if (this.capacityLeft() > 0 && (!spec || (this.queues.includes(spec.queue) && this.registry.hasWorkflow(spec.workflow)))) this.runLease(l, spec);
       else {
         // Due now: another worker (or our next poll) takes it.
         this.releaseQuietly(l);
@@ -339,7 +349,16 @@ export class Worker {
     try {
       const limit = this.capacityLeft();
       if (limit > 0) {
-        const leases = await this.journal.claimDue({ owner: this.workerId, queues: this.queues, limit, leaseMs: this.leaseMs });
+        // Only runs this worker can execute: of its workflows, and not stalled on an activity it lacks while a worker
+        // that has it may still take it (see ClaimOptions.activities).
+        const leases = await this.journal.claimDue({
+          owner: this.workerId,
+          queues: this.queues,
+          limit,
+          leaseMs: this.leaseMs,
+          workflows: this.workflows,
+          activities: { names: this.registry.activityNames(), graceMs: Math.max(STALL_GRACE_MS, 2 * this.pollIntervalMs) },
+        });
         this.lastPollAt = Date.now();
         for (const l of leases) this.runLease(l);
         full = leases.length === limit;
