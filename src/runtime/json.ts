@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import { PayloadError } from './errors.js';
 
-/** Largest JSON payload (input, result, activity value) a journal accepts, in UTF-16 code units of its JSON text. */
-export const MAX_PAYLOAD_CHARS = 2 * 1024 * 1024;
+/**
+ * Largest JSON payload (input, result, activity value, signal payload, side-effect value) a journal accepts, in
+ * UTF-16 code units of its JSON text: 2,097,152 (2 MiB). docs/semantics.md states the same number.
+ */
+export const MAX_PAYLOAD_CHARS = 2_097_152;
 
 /**
  * Turns a value into the JSON the journal will hold, rejecting what cannot survive the trip. Live execution hands the
