@@ -1,3 +1,7 @@
+import path from 'node:path';
+import pg from 'pg';
+import { ConfigError, DatabaseUnreachableError } from '../runtime/errors.js';
+import { isUnreachable, redactUrl } from './connection.js';
 import { createPgJournal, type PgJournal } from './postgres/index.js';
 
 export interface OpenedJournal {
@@ -5,7 +9,10 @@ export interface OpenedJournal {
   /** The connection URL in use (embedded or given). */
   url: string;
   embedded: boolean;
-  /** Closes the journal and, for the embedded server, stops it. */
+  /**
+   * Closes the journal. On the embedded server it also leaves the server, which stops only when no other live
+   * process uses it (see src/journal/embedded.ts).
+   */
   close(): Promise<void>;
 }
 
@@ -13,24 +20,46 @@ export interface OpenJournalOptions {
   /** A PostgreSQL URL. Default: `DATABASE_URL`, else an embedded server under `dataDir`. */
   databaseUrl?: string;
   schema?: string;
-  /** Where the embedded server keeps its data. Default `./.skein/pg`. */
+  /** Where the embedded server keeps its data. Default `$SKEIN_HOME/pg`, SKEIN_HOME defaulting to `./.skein`. */
   dataDir?: string;
   maxConnections?: number;
 }
 
+/** SQLSTATEs of a server that refuses our settings: bad password or role, no such database, no right to connect. */
+const REFUSED_SQLSTATE: Record<string, string> = {
+  '28P01': 'the server refused the password',
+  '28000': 'the server refused the login',
+  '3D000': 'no such database',
+  '42501': 'permission denied',
+};
+
+/** Where the embedded server keeps its data unless told: `$SKEIN_HOME/pg`, SKEIN_HOME defaulting to `./.skein`. */
+export function defaultDataDir(): string {
+  return path.join(process.env.SKEIN_HOME || './.skein', 'pg');
+}
+
 /**
  * The runtime's default journal: the Postgres journal on `DATABASE_URL`, or, with no database configured, on a real
- * PostgreSQL that needs no installation (the npm-shipped embedded server, data under `./.skein/`), reused by the next
- * start.
+ * PostgreSQL that needs no installation (the npm-shipped embedded server, data under `./.skein/`, or `$SKEIN_HOME`),
+ * shared by every process that opens it and reused by the next start.
+ *
+ * Failures are typed: a URL that does not parse, or a server that refuses it (password, role, database), is a
+ * `ConfigError` naming the URL without its password; a server that does not answer (down, restarting, unreachable) is
+ * a `DatabaseUnreachableError`, worth retrying.
  */
 export async function openJournal(options: OpenJournalOptions = {}): Promise<OpenedJournal> {
+  const fromEnv = options.databaseUrl === undefined;
   const given = options.databaseUrl ?? process.env.DATABASE_URL;
   if (given) {
-    const journal = await createPgJournal({ connectionString: given, ...pick(options) });
+    const setting = fromEnv ? 'DATABASE_URL' : 'databaseUrl';
+    checkUrl(given, setting);
+    const journal = await createPgJournal({ connectionString: given, ...pick(options) }).catch((err: unknown) => {
+      throw connectFailure(err, given, setting);
+    });
     return { journal, url: given, embedded: false, close: () => journal.close() };
   }
   const { startEmbeddedPostgres } = await import('./embedded.js');
-  const server = await startEmbeddedPostgres({ dataDir: options.dataDir ?? './.skein/pg' });
+  const server = await startEmbeddedPostgres({ dataDir: options.dataDir ?? defaultDataDir() });
   try {
     const journal = await createPgJournal({ connectionString: server.url, ...pick(options) });
     return {
@@ -38,14 +67,37 @@ export async function openJournal(options: OpenJournalOptions = {}): Promise<Ope
       url: server.url,
       embedded: true,
       close: async () => {
-        await journal.close();
-        await server.stop();
+        try {
+          await journal.close();
+        } finally {
+          await server.stop();
+        }
       },
     };
   } catch (err) {
     await server.stop();
     throw err;
   }
+}
+
+/** A URL the driver cannot parse is a ConfigError naming it (redacted), not a TypeError from deep inside pg. */
+function checkUrl(url: string, setting: string): void {
+  try {
+    // the driver's own parser, as used for every connection (the client connects only on connect())
+    new pg.Client({ connectionString: url });
+  } catch (err) {
+    throw new ConfigError(setting, redactUrl(url), `${setting} is not a valid PostgreSQL URL: ${redactUrl(url)} (${(err as Error).message})`, { cause: err });
+  }
+}
+
+/** The typed error for a failure to open the journal on `url`. */
+function connectFailure(err: unknown, url: string, setting: string): unknown {
+  const shown = redactUrl(url);
+  if (isUnreachable(err)) return new DatabaseUnreachableError(shown, { cause: err });
+  const code = (err as { code?: string }).code;
+  const refused = code ? REFUSED_SQLSTATE[code] : undefined;
+  if (refused) return new ConfigError(setting, shown, `${setting} ${shown}: ${refused} (${(err as Error).message})`, { cause: err });
+  return err;
 }
 
 function pick(o: OpenJournalOptions): { schema?: string; maxConnections?: number } {

@@ -9,6 +9,7 @@ import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
 import type { CommitResult, Journal, Lease } from '../journal/journal.js';
 import type { WakeBus } from '../journal/wake-bus.js';
+import { firstLine, isUnreachable } from '../journal/connection.js';
 
 export interface WorkerOptions {
   workflows: WorkflowsInput;
@@ -96,6 +97,8 @@ export class Worker {
   private readonly failures = new Map<string, number>();
   /** Consecutive failed polls (the database is unreachable): polling backs off while this is > 0. */
   private pollFailures = 0;
+  /** When the current database outage was first seen (null: none), so that it is logged once, not per retry. */
+  private outageSince: number | null = null;
 
   constructor(options: WorkerOptions) {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -133,18 +136,32 @@ export class Worker {
     });
   }
 
-  /** Starts the worker and resolves when it has stopped (after shutdown(), or SIGTERM/SIGINT if `handleSignals`). */
+  /**
+   * Starts the worker and resolves when it has stopped (after shutdown(), or SIGTERM/SIGINT if `handleSignals`).
+   *
+   * Until then it keeps the process alive, whatever happens to the database: the worker's own timers (polls, retries,
+   * the journal's reconnects) do not hold the event loop (so that start() alone never keeps a process from exiting),
+   * and an idle worker whose database went away would otherwise have nothing left to wait on and end, with exit code
+   * 0, while it should be waiting for the database to come back.
+   */
   async run(options: { handleSignals?: boolean } = {}): Promise<void> {
     this.start();
+    const onSignal = (sig: string) => {
+      this.log.info({ signal: sig }, 'shutting down');
+      void this.shutdown();
+    };
     if (options.handleSignals) {
-      const onSignal = (sig: string) => {
-        this.log.info({ signal: sig }, 'shutting down');
-        void this.shutdown();
-      };
       process.once('SIGTERM', onSignal);
       process.once('SIGINT', onSignal);
     }
-    await this.stopped;
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      await this.stopped;
+    } finally {
+      clearInterval(keepAlive);
+      process.removeListener('SIGTERM', onSignal);
+      process.removeListener('SIGINT', onSignal);
+    }
   }
 
   /** Starts claiming and running runs; returns at once. */
@@ -360,6 +377,7 @@ export class Worker {
           activities: { names: this.registry.activityNames(), graceMs: Math.max(STALL_GRACE_MS, 2 * this.pollIntervalMs) },
         });
         this.lastPollAt = Date.now();
+        this.noteReachable();
         for (const l of leases) this.runLease(l);
         full = leases.length === limit;
       } else {
@@ -416,8 +434,28 @@ export class Worker {
     attempt(delayMs);
   }
 
+  /**
+   * A failed journal call. The database being away (down, restarting, unreachable) is one outage, however many calls
+   * fail during it: said once at warn when first seen, each further failure at debug, and at info when a poll gets
+   * through again (noteReachable). Any other failure is said each time.
+   */
   private noteError(err: unknown): void {
     this.lastError = err instanceof Error ? err.message : String(err);
-    this.log.warn({ err }, 'journal call failed; will retry');
+    if (!isUnreachable(err)) {
+      this.log.warn({ err }, 'journal call failed; will retry');
+      return;
+    }
+    if (this.outageSince === null) {
+      this.outageSince = Date.now();
+      this.log.warn({ reason: firstLine(err) }, 'database unreachable: will retry with backoff until it is back');
+    } else {
+      this.log.debug({ reason: firstLine(err) }, 'database still unreachable');
+    }
+  }
+
+  private noteReachable(): void {
+    if (this.outageSince === null) return;
+    this.log.info({ downForMs: Date.now() - this.outageSince }, 'database reachable again');
+    this.outageSince = null;
   }
 }

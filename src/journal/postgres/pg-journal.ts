@@ -643,7 +643,9 @@ export class PgJournal implements Journal {
   /** Opens the LISTEN connection; never rejects (a failure schedules a reconnect). */
   private async connectListener(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client(this.pool.options);
+    // A connect that gets no answer (a host cut off rather than down) gives up after 10 s and is retried with the
+    // backoff; TCP keepalive notices a connection that died silently (no FIN, no RST) while it sat idle listening.
+    const client = new pg.Client({ ...this.pool.options, connectionTimeoutMillis: 10_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000 });
     let lost = false;
     const onLost = () => {
       if (lost) return;

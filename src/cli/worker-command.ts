@@ -1,0 +1,184 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Command } from 'commander';
+import pino, { type Logger } from 'pino';
+import { firstLine, redactUrl } from '../journal/connection.js';
+import { openJournal, type OpenedJournal } from '../journal/open.js';
+import { RedisWakeBus } from '../journal/wake-bus.js';
+import { ConfigError, DatabaseUnreachableError } from '../runtime/errors.js';
+import type { ActivitiesInput, WorkflowsInput } from '../runtime/registry.js';
+import { Worker } from '../worker/worker.js';
+import { EXIT_OK } from './errors.js';
+import { nameList, nonEmpty, nonNegativeInt, positiveInt, redisUrl, schemaName } from './options.js';
+import type { CliContext } from './program.js';
+
+interface WorkerCliOptions {
+  workflows: string;
+  queues: string[];
+  concurrency: number;
+  leaseMs: number;
+  pollMs: number;
+  shutdownGraceMs: number;
+  inlineChildrenMs: number;
+  schema?: string;
+  redisUrl?: string;
+  workerId?: string;
+}
+
+/**
+ * `skein worker`: loads a workflows module and runs a Worker on the default journal until SIGTERM/SIGINT.
+ *
+ * Lifecycle (exit codes in ./errors.ts): bad input exits 2 before anything starts; a database that does not answer,
+ * at startup or later, is waited for (retries with jittered, capped backoff, one warn line per outage, one info line
+ * when it is back); SIGTERM/SIGINT shut down gracefully (running activities finish or their runs are released) and
+ * exit 0.
+ */
+export function registerWorkerCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('worker')
+    .description('run a worker: claim due runs of the given workflows and run them until SIGTERM/SIGINT')
+    .requiredOption('--workflows <module>', 'module exporting `workflows` and `activities` (arrays or name maps), or a default export holding both')
+    .option('--queues <names>', 'comma-separated queues to serve', nameList, ['default'])
+    .option('--concurrency <n>', 'most runs with a live actor at once', positiveInt, 1000)
+    .option('--lease-ms <ms>', 'lease period of a run held by this worker', positiveInt, 30_000)
+    .option('--poll-ms <ms>', 'how often to look for due runs nobody announced (timers, lost notifications, expired leases)', positiveInt, 1000)
+    .option('--shutdown-grace-ms <ms>', 'on SIGTERM, how long running activities may finish before their runs are released', nonNegativeInt, 10_000)
+    .option('--inline-children-ms <ms>', 'how long an activation may run the children it starts before committing (0: never)', nonNegativeInt, 20)
+    .option('--schema <name>', 'PostgreSQL schema of the journal (default: skein)', schemaName)
+    .option('--redis-url <url>', 'Redis wake bus, in addition to PostgreSQL notifications (default: REDIS_URL)', redisUrl)
+    .option('--worker-id <id>', 'this worker\'s id in leases and logs (default: host:pid:random)', nonEmpty)
+    .addHelpText(
+      'after',
+      `
+Environment:
+  DATABASE_URL     PostgreSQL for the journal; without it, an embedded server shared by the processes of this
+                   machine, with its data in $SKEIN_HOME/pg (SKEIN_HOME defaults to ./.skein)
+  REDIS_URL        as --redis-url
+  SKEIN_LOG_LEVEL  pino level of the JSON log on stdout (default: info)
+
+Exit codes: 0 stopped by SIGTERM/SIGINT; 2 bad input (arguments, workflows module, a malformed or refused
+DATABASE_URL); 1 anything unexpected. A database that does not answer is waited for, not a reason to exit.`,
+    )
+    .action(async (opts: WorkerCliOptions) => {
+      ctx.exitCode = await runWorker(opts);
+    });
+}
+
+async function runWorker(opts: WorkerCliOptions): Promise<number> {
+  const level = process.env.SKEIN_LOG_LEVEL ?? 'info';
+  if (level !== 'silent' && !(level in pino.levels.values)) {
+    throw new ConfigError('SKEIN_LOG_LEVEL', level, `SKEIN_LOG_LEVEL ${level} is not a log level (${Object.keys(pino.levels.values).join(', ')}, silent)`);
+  }
+  const envRedis = process.env.REDIS_URL;
+  if (!opts.redisUrl && envRedis) {
+    try {
+      redisUrl(envRedis);
+    } catch {
+      throw new ConfigError('REDIS_URL', redactUrl(envRedis), `REDIS_URL is not a redis:// or rediss:// URL: ${redactUrl(envRedis)}`);
+    }
+  }
+  const source = await loadWorkflows(opts.workflows);
+  const log = pino({ level });
+
+  // Until the worker handles them itself, SIGTERM/SIGINT end the wait for the database (nothing is held yet).
+  const startup = new AbortController();
+  const onEarlySignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'stopping before the worker started');
+    startup.abort();
+  };
+  process.once('SIGTERM', onEarlySignal);
+  process.once('SIGINT', onEarlySignal);
+  let opened: OpenedJournal | undefined;
+  try {
+    opened = await openPatiently(() => openJournal(opts.schema ? { schema: opts.schema } : {}), log, startup.signal);
+  } finally {
+    process.removeListener('SIGTERM', onEarlySignal);
+    process.removeListener('SIGINT', onEarlySignal);
+  }
+  if (!opened) return EXIT_OK;
+  if (startup.signal.aborted) {
+    await opened.close();
+    return EXIT_OK;
+  }
+  // From here to worker.run() nothing awaits: no signal can fall between the two sets of handlers.
+  log.info({ embedded: opened.embedded, database: redactUrl(opened.url) }, 'journal open');
+  const wakeUrl = opts.redisUrl ?? envRedis;
+  const wakeBus = wakeUrl ? new RedisWakeBus({ url: wakeUrl, ...(opts.schema ? { channel: `${opts.schema}:wake` } : {}) }) : undefined;
+  const worker = new Worker({
+    workflows: source.workflows,
+    activities: source.activities ?? [],
+    journal: opened.journal,
+    queues: opts.queues,
+    concurrency: opts.concurrency,
+    leaseMs: opts.leaseMs,
+    pollIntervalMs: opts.pollMs,
+    shutdownGraceMs: opts.shutdownGraceMs,
+    inlineChildBudgetMs: opts.inlineChildrenMs,
+    logger: log,
+    ...(opts.workerId ? { workerId: opts.workerId } : {}),
+    ...(wakeBus ? { wakeBus } : {}),
+  });
+  // Health on demand: `kill -USR2 <pid>` prints one JSON line (state, active runs, cached engines, errors).
+  const onHealth = () => process.stdout.write(`skein-health ${JSON.stringify(worker.health())}\n`);
+  process.on('SIGUSR2', onHealth);
+  try {
+    await worker.run({ handleSignals: true });
+  } finally {
+    process.removeListener('SIGUSR2', onHealth);
+    await wakeBus?.close();
+    await opened.close();
+  }
+  return EXIT_OK;
+}
+
+/** The module's `workflows` and `activities` (or its default export's); a ConfigError when it cannot give them. */
+async function loadWorkflows(modulePath: string): Promise<{ workflows: WorkflowsInput; activities?: ActivitiesInput }> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError('--workflows', modulePath, `cannot load --workflows ${modulePath}: ${firstLine(err)}`, { cause: err });
+  }
+  const source = (mod.workflows ? mod : (mod.default ?? {})) as { workflows?: WorkflowsInput; activities?: ActivitiesInput };
+  if (!source.workflows) throw new ConfigError('--workflows', modulePath, `--workflows ${modulePath} exports no 'workflows' (nor a default export holding them)`);
+  return { workflows: source.workflows, ...(source.activities ? { activities: source.activities } : {}) };
+}
+
+/**
+ * Opens the journal, waiting for a database that does not answer: retries with jittered exponential backoff (250 ms
+ * doubling, at most 5 s), said once at warn (naming the URL, without its password) and at info when it answers.
+ * Anything else (a malformed or refused URL) is thrown at once. Resolves undefined if `signal` aborts the wait.
+ */
+async function openPatiently(open: () => Promise<OpenedJournal>, log: Logger, signal: AbortSignal): Promise<OpenedJournal | undefined> {
+  let since: number | null = null;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const opened = await open();
+      if (since !== null) log.info({ database: redactUrl(opened.url), downForMs: Date.now() - since }, 'database reachable');
+      return opened;
+    } catch (err) {
+      if (!(err instanceof DatabaseUnreachableError)) throw err;
+      if (since === null) {
+        since = Date.now();
+        log.warn({ database: err.url, reason: firstLine(err.cause) }, 'database unreachable at startup: will retry with backoff until it answers');
+      } else {
+        log.debug({ database: err.url, reason: firstLine(err.cause), attempt }, 'database still unreachable');
+      }
+    }
+    const base = Math.min(5000, 250 * 2 ** Math.min(attempt, 10));
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    const aborted = await new Promise<boolean>((done) => {
+      if (signal.aborted) return done(true);
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        done(false);
+      }, delay);
+      const onAbort = () => {
+        clearTimeout(t);
+        done(true);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    if (aborted) return undefined;
+  }
+}
