@@ -679,7 +679,9 @@ export class RunEngine {
   private issueChild(cmd: ChildCommand<unknown>, path: string): LeafState {
     const workflow = cmd.def.name;
     const live = this.isLive();
-    const { hash, value: input } = this.payloadOf(cmd.input, live, `input of child workflow '${workflow}'`);
+    // A child with a retry policy keeps its input even on replay: a retry decided after this engine was rebuilt by
+    // replay creates the next attempt's run with it.
+    const { hash, value: input } = this.payloadOf(cmd.input, live || !!cmd.options.retry, `input of child workflow '${workflow}'`);
     const id = cmd.options.id;
     if (id !== undefined && (typeof id !== 'string' || id.length === 0)) throw new TypeError('child option id must be a non-empty string');
     const childWorkflowId = id !== undefined ? `${this.run.workflowId}/${id}` : `${this.run.workflowId}/${workflow}@${path}`;
