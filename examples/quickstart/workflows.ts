@@ -18,3 +18,5 @@ export const batch = workflow('batch', function* (ids: string[]) {
   return { audit: audit.chargeId, orders };                  // orders: { id: string; chargeId: string }[]
 });
 // #endregion readme-quickstart
+
+export { charge, order };

@@ -11,6 +11,7 @@ import { Client, SignalTimeoutError, Worker } from '../../src/index.js';
 import type { Journal } from '../../src/journal/journal.js';
 import { freshPgJournal } from '../support/postgres.js';
 import * as ex from '../../examples/lifecycle/workflows.js';
+import * as quick from '../../examples/quickstart/workflows.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
@@ -20,6 +21,14 @@ function codeBlocks(markdown: string, heading: string): string[] {
 }
 
 describe('README examples', () => {
+  it("the first example is the quickstart module's readme region, verbatim (with the package's import)", () => {
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const source = readFileSync(path.join(root, 'examples/quickstart/workflows.ts'), 'utf8');
+    const region = source.slice(source.indexOf('// #region readme-quickstart\n') + '// #region readme-quickstart\n'.length, source.indexOf('// #endregion readme-quickstart'));
+    const first = readme.match(/```ts\n([\s\S]*?)```/)![1]!;
+    expect(first).toBe(`import { workflow, child, all, activity, defineActivity } from 'skein';\n\n${region}`);
+  });
+
   it("the 'Run lifecycle' block is the example module's readme region, verbatim", () => {
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
     const source = readFileSync(path.join(root, 'examples/lifecycle/workflows.ts'), 'utf8');
@@ -49,6 +58,17 @@ describe('README examples', () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     };
+
+    it('quickstart: the batch audits and charges every order', async () => {
+      const w = new Worker({ workflows: [quick.batch, quick.order], activities: [quick.charge], journal, logger: silent, pollIntervalMs: 20, queues: ['quickstart'] });
+      w.start();
+      try {
+        const run = await client.start(quick.batch, ['a', 'b'], { queue: 'quickstart' });
+        expect(await client.result(run, { timeoutMs: 10_000 })).toEqual({ audit: 'ch_audit', orders: [{ id: 'a', chargeId: 'ch_a' }, { id: 'b', chargeId: 'ch_b' }] });
+      } finally {
+        await w.shutdown();
+      }
+    });
 
     it('approval: a signal is delivered to the waiting run', async () => {
       const run = await client.start(ex.approval, 'A-1');
