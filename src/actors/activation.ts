@@ -1,10 +1,15 @@
-import { continuedRunId, RunEngine, type ActivationOutput, type EngineClose, type EngineOptions } from '../runtime/engine.js';
+import type { Logger } from 'pino';
+import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
+import { comparePaths, continuedRunId, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { storedWaits } from '../runtime/waits.js';
 import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
 import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
+import { LocalWork, settleWithin } from './local-work.js';
+
+export { LocalWork, settleWithin } from './local-work.js';
 
 /**
  * One activation, as every host performs it (the XState run actor in a worker, and the deterministic simulator of
@@ -270,4 +275,240 @@ export function mergeOutputs(a: ActivationOutput, b: ActivationOutput): Activati
     closeChildren: [...a.closeChildren, ...b.closeChildren],
     ...(b.close ?? a.close ? { close: (b.close ?? a.close)! } : {}),
   };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The activation a host performs for a run it holds: local work (activities run in this process), eager activities,
+// inline children. Moved here from the run actor so that every host runs the same code: the worker's run actor
+// (run-machine.ts, which keeps only the lifecycle) and the deterministic simulator of skein/testing.
+
+/**
+ * What an activation needs from the process that hosts it. The worker gives real time and real activity functions;
+ * the simulator gives a virtual clock and scripted activities, so the same code is explored deterministically.
+ */
+export interface ActivationHost {
+  /** The journal, the registered workflows and activities, engine options and the sticky cache. */
+  host: RunHost;
+  log: Pick<Logger, 'warn'>;
+  /** Longest time an activation waits for its own in-process activities before committing without them. */
+  inlineActivityBudgetMs: number;
+  /**
+   * How long an activation may spend running the children it starts inline (0: never). A child that closes within
+   * it is committed, closed, in the parent's transaction.
+   */
+  inlineChildBudgetMs: number;
+  /** The queues this host serves: only children on them may run inline. */
+  queues: readonly string[];
+  /** How many more runs this host may take now: no more children than that run inline (the rest go elsewhere). */
+  capacityLeft(): number;
+  /**
+   * Called after each commit, so the host can run newly leased children (whose specs are given, so they need not be
+   * read back) and route parent wake-ups.
+   */
+  afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void;
+  /** Runs one activity now, in this process (retries included), and resolves with its delivery. Default: the registry's function. */
+  runActivity?(runId: string, task: ActivityTask): Promise<NewEvent>;
+  /** Waits for `p`, not past `deadline` (on the budget clock). Default: settleWithin (one event-loop turn, then real time). */
+  settle?(p: Promise<unknown>, deadline: number): Promise<void>;
+  /** The clock budgets are measured on. Default: wall time (Date.now). */
+  budgetNow?(): number;
+}
+
+/**
+ * A run this host created in its own commit (a child), known without reading the journal; `prepared` when its
+ * parent's activation already ran its first activation (its engine holds that uncommitted output).
+ */
+export type FreshRun = NewRun & { parentRunId: string; depth: number; prepared?: PreparedRun };
+
+/** A new run's first activation done ahead of time by its parent's activation: the engine (uncommitted) and its work. */
+export interface PreparedRun {
+  engine: RunEngine;
+  work: LocalWork;
+}
+
+/** A run the host holds, as an activation sees it. */
+export interface HeldRun {
+  runId: string;
+  lease: Lease;
+  engine: RunEngine;
+  work: LocalWork;
+  /** This activation was caused by a wake-up from outside (or is the first): read the inbox. */
+  checkInbox: boolean;
+}
+
+function activityRunner(h: ActivationHost): (runId: string, t: ActivityTask) => Promise<NewEvent> {
+  return h.runActivity ? (runId, t) => h.runActivity!(runId, t) : (_runId, t) => runActivity(h.host.registry, t, { clock: h.host.journal.clock });
+}
+
+/**
+ * One activation of a held run: restart the activities the journal shows open, let the engine decide, fold in what
+ * finishes within the budget (inline children, eager activities), commit, and tell the host what was created.
+ */
+export async function activateRun(services: ActivationHost, ctx: HeldRun): Promise<StepResult> {
+  const { lease, engine, work } = ctx;
+  const host = services.host;
+  const run = activityRunner(services);
+  const settle = services.settle ?? settleWithin;
+  const budgetNow = services.budgetNow ?? Date.now;
+  // (only activities registered here: one that is not is not run, nor failed, see stallOf)
+  const startAll = (w: LocalWork, tasks: ActivityTask[]) =>
+    tasks.filter((t) => host.registry.hasActivity(t.name)).map((t) => w.start(t, () => run(ctx.runId, t)));
+  // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
+  startAll(work, engine.openActivities());
+  const prepared = new Map<string, PreparedRun>();
+  let stalled: { stall: RunStall; timerAt: number | null } | undefined;
+  const stall = (wait: WaitSpec) => {
+    const s = stallOf(services, ctx, wait);
+    if (s) stalled = { stall: s.stall, timerAt: wait.timerAt };
+    return s;
+  };
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox, stall }, async (first) => {
+    let output = first;
+    const deadline = budgetNow() + Math.max(services.inlineActivityBudgetMs, services.inlineChildBudgetMs);
+    const attempted = new Set<string>();
+    for (;;) {
+      let deliveries: NewEvent[] = [];
+      const now = host.journal.clock.now();
+      // Inline children: a child this activation starts runs its first activation right here; if it closes (it
+      // needed only quick activities), it is committed closed in this same transaction and its outcome is journaled
+      // here at once. Otherwise its actor takes over the engine and the activities already running.
+      const fresh =
+        services.inlineChildBudgetMs > 0
+          ? output.children.filter(
+              (c) => !attempted.has(c.runId) && !c.completed && (c.startAt ?? now) <= now && services.queues.includes(c.queue) && host.registry.hasWorkflow(c.workflow),
+            )
+          : [];
+      // Never more than this worker will run: a child given back to other workers would redo its activities.
+      fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
+      if (fresh.length && budgetNow() < deadline) {
+        const tries = await Promise.all(
+          fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline)),
+        );
+        fresh.forEach((c, i) => {
+          attempted.add(c.runId);
+          const t = tries[i]!;
+          if (t.kind === 'completed') {
+            c.completed = t.completed;
+            deliveries.push(outcomeDelivery(engine.childPath(c.runId)!.path, t.outcome));
+          } else if (t.kind === 'prepared') prepared.set(c.runId, t.prepared);
+        });
+      } else {
+        // Eager activities: run what this activation issued right away and, if they finish within the budget,
+        // journal the results in this same commit (one transaction instead of two).
+        // (the engine says which are open: an output handed over from an inline attempt lists some already done)
+        const started = startAll(work, engine.openActivities());
+        if (started.length && services.inlineActivityBudgetMs > 0) await settle(Promise.all(started), deadline);
+        deliveries = work.take();
+      }
+      if (!deliveries.length || engine.closed) break;
+      const more = engine.activate(deliveries, host.journal.clock.now());
+      output = mergeOutputs(output, more);
+      if (output.close || !more.events.length) break; // nothing new came of it: commit what we have
+    }
+    return output;
+  });
+  // Activities issued and not finished inline keep running here; their results come with ACTIVITY_DONE.
+  if (result.kind === 'committed' && !engine.closed) startAll(work, engine.openActivities());
+  const created: FreshRun[] =
+    result.kind === 'committed'
+      ? result.output.children
+          .filter((c) => !c.completed)
+          .map((c) => {
+            const p = prepared.get(c.runId);
+            return { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1, ...(p ? { prepared: p } : {}) };
+          })
+      : [];
+  if (result.kind === 'committed' && stalled) {
+    const st = stalled.stall;
+    services.log.warn(
+      { runId: ctx.runId, activity: st.activity, path: st.path, attempts: st.attempts, nextAttemptAt: st.nextAttemptAt },
+      'activity not registered in this worker: run released, to be retried by a worker that has it',
+    );
+  }
+  // (a stalled run's next attempt is not a timer of ours: whichever worker polls first takes it, see stallOf)
+  services.afterCommit(ctx.runId, result.commit, result.kind === 'committed' ? (stalled ? stalled.timerAt : result.wait.timerAt) : null, created);
+  return result;
+}
+
+/**
+ * A run that needs an activity this worker does not register, with nothing else to do here (no activity of it runs
+ * or is about to run here), is stalled: "not registered here" is not a failure of the activity, so nothing is
+ * journaled for it. The commit records the stall (RunRecord.stall), is not busy and wakes the run at its next attempt,
+ * after a backoff (unavailableActivityBackoffMs: 1 s doubling to 60 s, jittered), and releases it. Any worker may
+ * then claim it; one that has the activity runs it, one that has not stalls it again with `attempts` + 1 (the count
+ * comes from the lease, so it survives a hand-over). Among several stalled activities, the first by call path.
+ */
+function stallOf(services: ActivationHost, ctx: HeldRun, wait: WaitSpec): { wait: WaitSpec; stall: RunStall } | undefined {
+  const registry = services.host.registry;
+  const open = ctx.engine.openActivities();
+  const missing = open.filter((a) => !registry.hasActivity(a.name));
+  if (!missing.length || missing.length < open.length || ctx.work.size > 0) return undefined;
+  const first = missing.sort((a, b) => comparePaths(a.path, b.path))[0]!;
+  const prev = ctx.lease.stall;
+  const same = prev?.reason === 'activity_unavailable' && prev.path === first.path && prev.activity === first.name;
+  const now = services.host.journal.clock.now();
+  const attempts = same ? prev.attempts + 1 : 1;
+  const nextAttemptAt = now + unavailableActivityBackoffMs(attempts);
+  const stall: RunStall = { reason: 'activity_unavailable', activity: first.name, path: first.path, workerId: ctx.lease.owner, attempts, since: same ? prev.since : now, nextAttemptAt };
+  return { wait: { ...wait, busy: false, timerAt: Math.min(wait.timerAt ?? Infinity, nextAttemptAt) }, stall };
+}
+
+type InlineAttempt =
+  | { kind: 'completed'; completed: NonNullable<NewRun['completed']>; outcome: ChildOutcome }
+  | { kind: 'prepared'; prepared: PreparedRun }
+  | { kind: 'skipped' };
+
+/**
+ * Runs a just-started child's first activation inside its parent's: its generator and its activities, until it
+ * closes, issues something that needs its own commit (children, signals, a timer or a wait), or the deadline passes.
+ */
+async function attemptInline(services: ActivationHost, spec: FreshRun, deadline: number): Promise<InlineAttempt> {
+  const host = services.host;
+  const run = activityRunner(services);
+  const settle = services.settle ?? settleWithin;
+  let engine: RunEngine;
+  try {
+    engine = freshEngine(host, spec);
+  } catch {
+    return { kind: 'skipped' };
+  }
+  const work = new LocalWork(() => {});
+  let out = engine.takeOutput();
+  for (;;) {
+    if (engine.closed || out.children.length || out.signals.length || out.closeChildren.length) break;
+    // (an activity not registered here is left to the child's own actor, which stalls the child: see stallOf)
+    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path) && host.registry.hasActivity(a.name));
+    if (!pending.length && !work.size) break; // waiting on a timer or a signal: its own actor waits
+    const started = pending.map((t) => work.start(t, () => run(spec.runId, t)));
+    await settle(Promise.all(started.length ? started : [work.idle()]), deadline);
+    const ready = work.take();
+    if (!ready.length) break; // out of time
+    out = mergeOutputs(out, engine.activate(ready, host.journal.clock.now()));
+  }
+  const c = engine.closed ? out.close : undefined;
+  if (c && c.status !== 'continued' && !out.children.length && !out.signals.length && !out.closeChildren.length && !work.size) {
+    const completed: NonNullable<NewRun['completed']> =
+      c.status === 'completed' ? { events: out.events, status: 'completed', result: c.result } : { events: out.events, status: c.status, error: c.error };
+    const outcome: ChildOutcome = {
+      childRunId: spec.runId,
+      currentRunId: spec.runId,
+      callId: spec.callId ?? '',
+      status: c.status,
+      result: c.status === 'completed' ? c.result : null,
+      error: c.status === 'completed' ? null : c.error,
+      closedAt: host.journal.clock.now(),
+    };
+    return { kind: 'completed', completed, outcome };
+  }
+  engine.restoreOutput(out);
+  return { kind: 'prepared', prepared: { engine, work } };
+}
+
+/** The engine of a run the host created itself, or null (then it is loaded the ordinary way). */
+export function tryFreshEngine(host: RunHost, fresh: FreshRun): RunEngine | null {
+  try {
+    return freshEngine(host, fresh);
+  } catch {
+    return null;
+  }
 }
