@@ -543,6 +543,31 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect(await journal.acquire('unknown', 'w1', 500)).toBeUndefined();
       });
 
+      it('acquireMany leases the free open runs of a burst in one call, each with its pending inbox', async () => {
+        const [a, b, c] = [await start('ma'), await start('mb'), await start('mc')];
+        await suspend(await mustAcquire(a.runId), 1, {});
+        await suspend(await mustAcquire(b.runId), 1, {});
+        const held = await mustAcquire(c.runId, 'other'); // held by someone else: left out
+        await journal.signal(a.runId, { name: 'go', payload: 1, signalId: 's1' });
+        await journal.signal(a.runId, { name: 'go', payload: 2, signalId: 's2' });
+        await journal.cancel(b.runId, { reason: 'stop', mode: 'cancel', graceMs: 1000, maxChildDepth: 10 });
+        await closeRun((await start('mz')).runId, 'completed');
+        const leases = await journal.acquireMany([a.runId, b.runId, c.runId, 'run-mz', 'unknown', a.runId], 'w2', 500);
+        const byId = new Map(leases.map((l) => [l.runId, l]));
+        expect([...byId.keys()].sort()).toEqual([a.runId, b.runId]);
+        expect(leases).toHaveLength(2);
+        expect(byId.get(a.runId)).toMatchObject({ owner: 'w2', expiresAt: clock.now() + 500, lastSeq: 1, inboxPending: true });
+        expect(byId.get(a.runId)!.inbox!.signals.map((x) => [x.signalId, x.name, x.payload])).toEqual([
+          ['s1', 'go', 1],
+          ['s2', 'go', 2],
+        ]);
+        expect(byId.get(a.runId)!.inbox!.cancel).toBeNull();
+        expect(byId.get(b.runId)!.inbox).toEqual({ signals: [], cancel: { reason: 'stop', deadline: clock.now() + 1000, requestedAt: clock.now() } });
+        expect((await journal.getRun(c.runId))!.leaseOwner).toBe(held.owner);
+        expect(await journal.acquireMany([a.runId], 'w3', 500)).toEqual([]); // now held by w2
+        expect(await journal.acquireMany([], 'w3', 500)).toEqual([]);
+      });
+
       it('renew extends a held lease and fails with LeaseLostError once it was taken over', async () => {
         const run = await start('a');
         const lease = await mustAcquire(run.runId);

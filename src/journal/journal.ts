@@ -2,6 +2,7 @@ import type { ParentClosePolicy } from '../runtime/commands.js';
 import type { SerializedError } from '../runtime/errors.js';
 import type { ChildOutcomeType, JournalEvent, NewEvent } from '../runtime/events.js';
 import type { StoredWaits } from '../runtime/waits.js';
+import { deriveId } from '../runtime/json.js';
 
 /**
  * The journal contract. Every journal (in-memory, PostgreSQL) implements it and passes the same contract test suite
@@ -76,6 +77,10 @@ export interface RunRecord {
   waits: StoredWaits | null;
   /** What keeps the run from going on where it is (set by the worker that released it for that reason), or null. */
   stall: RunStall | null;
+  /** The run this one retries (an operator's `retry` of a closed root run), or null. */
+  retryOf: string | null;
+  /** The run that retries this one (same workflow id, created by `retry`), or null. */
+  retriedTo: string | null;
 }
 
 /**
@@ -114,6 +119,23 @@ export interface Lease {
   inboxPending?: boolean;
   /** The run's stall, if it has one (so the next holder continues its backoff count). */
   stall?: RunStall | null;
+  /**
+   * Who held the run's lease before this grant (claimDue, acquire): an owner other than the claimer means the run was
+   * taken over (its lease expired in someone else's hands); null when it was free (released, or never leased).
+   */
+  previousOwner?: string | null;
+  /** Who the run is, for the holder's log lines (claimDue, acquire). */
+  run?: RunIdentity;
+  /** The run's pending inbox when the lease was granted (acquireMany), read in the same statement. */
+  inbox?: Inbox;
+}
+
+/** The ids every log line about a run carries (besides its run id). */
+export interface RunIdentity {
+  workflowId: string;
+  workflow: string;
+  parentRunId: string | null;
+  rootRunId: string;
 }
 
 /** What a new run row needs; its RunStarted event is written with it, atomically. */
@@ -305,6 +327,12 @@ export interface Journal {
    * the run is on one of them; with `workflows`, only if it is a run of one of them).
    */
   acquire(runId: string, owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined>;
+  /**
+   * `acquire` for many runs in one round trip (a worker woken about many runs at once: a burst of signals, a wave of
+   * child closes). Each lease also carries the run's pending inbox (`Lease.inbox`), so the holder's first activation
+   * need not read it. Runs that are closed, held, or not on the given queues/workflows are left out.
+   */
+  acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]>;
   /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
   /** Atomically appends an activation, fenced by the lease token; throws LeaseLostError when not held. */
@@ -329,4 +357,135 @@ export interface Journal {
    * replays it with the code the worker has then). Throws UnknownRunError, or RunStateError when it is not blocked.
    */
   resume(runId: string, options: { reason: string }): Promise<RunRecord>;
+
+  // ---- visibility and operating (docs/operating.md) ----
+
+  /**
+   * Runs matching `filter`, newest first (created_at, then run id, descending), at most `limit` (default 100, at most
+   * 1000) per page. `nextCursor` (opaque) continues after the last run of the page (keyset: a page never skips or
+   * repeats a run, whatever is created meanwhile); null when there is no more.
+   */
+  listRuns(query?: ListRunsQuery): Promise<RunPage>;
+  /** How many runs match `filter`, by status. */
+  countRuns(filter?: RunFilter): Promise<RunCounts>;
+  /**
+   * The run's descendants (through parent links), breadth first: by depth, then creation (created_at, run id), at
+   * most `maxDepth` levels below it, `limit` per page (default 100, at most 1000), continued with `cursor`. Throws
+   * UnknownRunError.
+   */
+  listDescendants(runId: string, query?: DescendantsQuery): Promise<RunPage>;
+  /**
+   * Retries a closed root run (failed, cancelled, terminated, timed out) as a new run of the same workflow id, with the
+   * same workflow, input and queue: run id `retryRunId(runId)`, its RunStarted carrying `retry` (the reason and who),
+   * `retryOf` set on it and `retriedTo` on the retried run, which keeps its journal. The workflow id then names the
+   * new run (getRunByWorkflowId). A run already retried returns its retry (`created: false`). Throws UnknownRunError,
+   * or RunStateError for an open, completed or continued run, or a child.
+   */
+  retry(runId: string, options: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }>;
+
+  /** Records a worker's heartbeat (creates its row, or refreshes it): last seen now, by the journal's clock. */
+  workerHeartbeat(worker: WorkerHeartbeat): Promise<void>;
+  /** Marks a worker stopped (graceful shutdown). Unknown ids are ignored. */
+  workerStopped(workerId: string): Promise<void>;
+  /**
+   * The workers that heartbeat into this journal (seen within the last 7 days), alive first, then newest first.
+   * `gone`: stopped, or not seen for 3 of its heartbeat intervals.
+   */
+  listWorkers(): Promise<WorkerInfo[]>;
+  /** Resolves when the journal's store answers (a worker's /healthz); rejects otherwise. */
+  ping(): Promise<void>;
+  /** Where the journal keeps its data, for logs (a URL never shows its password). */
+  target?(): JournalTarget;
+}
+
+/** Which runs listRuns and countRuns take. Conditions combine with AND; time bounds are [after, before). */
+export interface RunFilter {
+  status?: RunStatus | RunStatus[];
+  workflow?: string;
+  queue?: string;
+  parentRunId?: string;
+  rootRunId?: string;
+  /** Every run of exactly this workflow id (a continue-as-new chain, retries). */
+  workflowId?: string;
+  workflowIdPrefix?: string;
+  /** created_at >= startedAfter */
+  startedAfter?: number;
+  /** created_at < startedBefore */
+  startedBefore?: number;
+  /** closed_at >= closedAfter (closed runs only) */
+  closedAfter?: number;
+  /** closed_at < closedBefore (closed runs only) */
+  closedBefore?: number;
+}
+
+export interface ListRunsQuery extends RunFilter {
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface DescendantsQuery {
+  /** Levels below the run (1: its children). Default: all. */
+  maxDepth?: number;
+  limit?: number;
+  cursor?: string | null;
+}
+
+export interface RunPage {
+  runs: RunRecord[];
+  nextCursor: string | null;
+}
+
+export interface RunCounts {
+  total: number;
+  byStatus: Record<RunStatus, number>;
+}
+
+export const RUN_STATUSES: readonly RunStatus[] = ['running', 'blocked', 'completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'continued'];
+
+/** Closed statuses a root run can be retried from. */
+export const RETRYABLE_STATUSES: ReadonlySet<RunStatus> = new Set(['failed', 'cancelled', 'terminated', 'timed_out']);
+
+/** Page sizes of listRuns and listDescendants. */
+export const DEFAULT_PAGE_LIMIT = 100;
+export const MAX_PAGE_LIMIT = 1000;
+
+/**
+ * The run id of the retry of `runId`: derived from the retried run (never random), so a retry sent twice creates one
+ * run, and a retried retry gets an id of its own. Run ids are `r_` and 22 base64url characters (see isRunId).
+ */
+export const retryRunId = (runId: string): string => deriveId('r_', 'retry', runId);
+
+/** What a worker reports with each heartbeat (the `workers` table). */
+export interface WorkerHeartbeat {
+  workerId: string;
+  host: string;
+  pid: number;
+  queues: string[];
+  workflows: string[];
+  activities: string[];
+  concurrency: number;
+  activeRuns: number;
+  startedAt: number;
+  /** How often it heartbeats: it is gone after 3 intervals without one. */
+  heartbeatIntervalMs: number;
+}
+
+export interface WorkerInfo extends WorkerHeartbeat {
+  lastSeenAt: number;
+  stoppedAt: number | null;
+  /** `gone`: stopped (stoppedAt), or not seen for 3 heartbeat intervals (killed, frozen, cut off). */
+  status: 'alive' | 'gone';
+}
+
+/** How long a gone worker stays listed. */
+export const WORKER_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+/** A worker is gone when not seen for this many of its heartbeat intervals. */
+export const WORKER_GONE_INTERVALS = 3;
+
+export interface JournalTarget {
+  kind: 'postgres' | 'memory';
+  /** The connection URL, its password replaced by '***'. */
+  url?: string;
+  schema?: string;
 }

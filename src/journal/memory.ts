@@ -9,7 +9,7 @@ import {
   UnknownRunError,
   type SerializedError,
 } from '../runtime/errors.js';
-import { runStartedPayload, type JournalEvent, type NewEvent } from '../runtime/events.js';
+import { runStartedPayload, type JournalEvent, type NewEvent, type RetryNote } from '../runtime/events.js';
 import { journalValue } from '../runtime/json.js';
 import {
   isOpen,
@@ -33,7 +33,32 @@ import {
   type Inbox,
   type InboxSignal,
   type SignalInput,
+  retryRunId,
+  WORKER_RETENTION_MS,
+  type DescendantsQuery,
+  type JournalTarget,
+  type ListRunsQuery,
+  type RunCounts,
+  type RunFilter,
+  type RunPage,
+  type WorkerHeartbeat,
+  type WorkerInfo,
 } from './journal.js';
+import {
+  breadthFirst,
+  checkRetryable,
+  compareIds,
+  countsOf,
+  decodeRunCursor,
+  decodeTreeCursor,
+  encodeCursor,
+  levels,
+  newestFirst,
+  pageLimit,
+  runMatcher,
+  workerOrder,
+  workerStatus,
+} from './visibility.js';
 
 /** A clock that only moves when told to. Timers and lease expiry in the memory journal follow it. */
 export class ManualClock implements Clock {
@@ -77,6 +102,7 @@ export class MemoryJournal implements Journal {
   /** Child run ids by parent run id (an index, so cascades and listings never scan every run). */
   private kids = new Map<string, Set<string>>();
   private listeners = new Set<WakeListener>();
+  private workers = new Map<string, Omit<WorkerInfo, 'status'>>();
 
   constructor(readonly clock: Clock = systemClock) {}
 
@@ -175,6 +201,15 @@ export class MemoryJournal implements Journal {
     if (workflows && !workflows.includes(m.record.workflow)) return undefined;
     if (m.leaseToken && (m.record.leaseExpiresAt ?? 0) > this.clock.now()) return undefined;
     return this.grant(m, owner, leaseMs);
+  }
+
+  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
+    const out: Lease[] = [];
+    for (const id of [...new Set(runIds)]) {
+      const l = await this.acquire(id, owner, leaseMs, queues, workflows);
+      if (l) out.push({ ...l, inbox: await this.inbox(id) });
+    }
+    return out;
   }
 
   async renew(lease: Lease, leaseMs: number): Promise<Lease> {
@@ -403,6 +438,112 @@ export class MemoryJournal implements Journal {
     return clone(m.record);
   }
 
+  // ---- operating: listings, descendants, retries, workers (docs/operating.md) ----
+  // Listings scan every run: the memory journal serves tests and simulations, where that is cheap.
+
+  async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    const limit = pageLimit(query.limit);
+    const match = runMatcher(query);
+    const after = decodeRunCursor(query.cursor);
+    const found = [...this.runs.values()]
+      .map((m) => m.record)
+      .filter((r) => match(r) && (!after || r.createdAt < after.createdAt || (r.createdAt === after.createdAt && compareIds(r.runId, after.runId) < 0)))
+      .sort(newestFirst);
+    const runs = found.slice(0, limit).map(clone);
+    const last = runs[runs.length - 1];
+    return { runs, nextCursor: found.length > limit && last ? encodeCursor([last.createdAt, last.runId]) : null };
+  }
+
+  async countRuns(filter: RunFilter = {}): Promise<RunCounts> {
+    const match = runMatcher(filter);
+    const counts = new Map<RunStatus, number>();
+    for (const m of this.runs.values()) if (match(m.record)) counts.set(m.record.status, (counts.get(m.record.status) ?? 0) + 1);
+    return countsOf([...counts].map(([status, count]) => ({ status, count })));
+  }
+
+  async listDescendants(runId: string, query: DescendantsQuery = {}): Promise<RunPage> {
+    const limit = pageLimit(query.limit);
+    const after = decodeTreeCursor(query.cursor);
+    const root = this.runs.get(runId);
+    if (!root) throw new UnknownRunError(runId);
+    const toDepth = root.record.depth + levels(query.maxDepth);
+    // through the parent links, level by level, as the Postgres journal's walk below a run that is not a root
+    const found: RunRecord[] = [];
+    let level = [runId];
+    while (level.length) {
+      const next: string[] = [];
+      for (const id of level) {
+        for (const k of this.kids.get(id) ?? []) {
+          const r = this.runs.get(k)!.record;
+          if (r.parentRunId !== id || r.depth > toDepth) continue;
+          found.push(r);
+          next.push(k);
+        }
+      }
+      level = next;
+    }
+    const rest = found
+      .filter((r) => !after || breadthFirst(r, { depth: after.depth, createdAt: after.createdAt, runId: after.runId } as RunRecord) > 0)
+      .sort(breadthFirst);
+    const runs = rest.slice(0, limit).map(clone);
+    const last = runs[runs.length - 1];
+    return { runs, nextCursor: rest.length > limit && last ? encodeCursor([last.depth, last.createdAt, last.runId]) : null };
+  }
+
+  async retry(runId: string, o: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }> {
+    const m = this.runs.get(runId);
+    if (!m) throw new UnknownRunError(runId);
+    const prev = m.record;
+    if (prev.retriedTo) return { run: clone(this.mustGet(prev.retriedTo).record), created: false };
+    checkRetryable(prev);
+    const now = this.clock.now();
+    const started = m.events[0]?.type === 'RunStarted' ? m.events[0].payload : undefined;
+    const retry: RetryNote = { previousRunId: prev.runId, reason: String(o.reason), ...(o.by !== undefined ? { by: String(o.by) } : {}) };
+    const next = this.insertRun({
+      runId: retryRunId(prev.runId),
+      workflowId: prev.workflowId,
+      workflow: prev.workflow,
+      input: clone(prev.input),
+      queue: prev.queue,
+      // the same execution timeout, counted from the retry's start
+      ...(started?.deadline !== undefined ? { deadline: now + Math.max(0, started.deadline - prev.createdAt) } : {}),
+      retry,
+    });
+    prev.retriedTo = next.record.runId;
+    this.notify([next.record.runId]);
+    return { run: clone(next.record), created: true };
+  }
+
+  async workerHeartbeat(w: WorkerHeartbeat): Promise<void> {
+    const now = this.clock.now();
+    for (const [id, x] of this.workers) if (id !== w.workerId && x.lastSeenAt < now - WORKER_RETENTION_MS) this.workers.delete(id);
+    const old = this.workers.get(w.workerId);
+    const stoppedAt = old && old.startedAt === w.startedAt ? old.stoppedAt : null;
+    this.workers.set(w.workerId, { ...clone(w), lastSeenAt: now, stoppedAt });
+  }
+
+  async workerStopped(workerId: string): Promise<void> {
+    const w = this.workers.get(workerId);
+    if (!w) return;
+    const now = this.clock.now();
+    w.stoppedAt = now;
+    w.lastSeenAt = now;
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const now = this.clock.now();
+    return [...this.workers.values()]
+      .filter((w) => w.lastSeenAt >= now - WORKER_RETENTION_MS)
+      .map((w) => ({ ...clone(w), status: workerStatus(w, now) }))
+      .sort(workerOrder);
+  }
+
+  async ping(): Promise<void> {}
+
+  target(): JournalTarget {
+    return { kind: 'memory' };
+  }
+
   // ---- test and tooling helpers (not part of the contract) ----
 
   /** A run's row without copying it (in-process tooling such as the simulator; do not mutate). */
@@ -554,7 +695,7 @@ export class MemoryJournal implements Journal {
     return n;
   }
 
-  private insertRun(run: NewRun): MemRun {
+  private insertRun(run: NewRun & { retry?: RetryNote }): MemRun {
     const now = this.clock.now();
     const depth = run.depth ?? 0;
     const input = journalValue(run.input, `input of workflow '${run.workflow}'`);
@@ -583,6 +724,8 @@ export class MemoryJournal implements Journal {
       cancelRequest: null,
       waits: null,
       stall: null,
+      retryOf: run.retry?.previousRunId ?? null,
+      retriedTo: null,
     };
     const started: JournalEvent = {
       seq: 1,
@@ -635,11 +778,14 @@ export class MemoryJournal implements Journal {
   private grant(m: MemRun, owner: string, leaseMs: number): Lease {
     const token = randomUUID();
     const expiresAt = this.clock.now() + leaseMs;
+    const previousOwner = m.record.leaseOwner;
     m.leaseToken = token;
     m.record.leaseOwner = owner;
     m.record.leaseExpiresAt = expiresAt;
     const inboxPending = m.inbox.length > 0 || (m.record.cancelRequest !== null && !m.cancelJournaled);
-    return { runId: m.record.runId, owner, token, expiresAt, lastSeq: m.record.lastSeq, queue: m.record.queue, inboxPending, stall: clone(m.record.stall) };
+    const r = m.record;
+    const run = { workflowId: r.workflowId, workflow: r.workflow, parentRunId: r.parentRunId, rootRunId: r.rootRunId };
+    return { runId: r.runId, owner, token, expiresAt, lastSeq: r.lastSeq, queue: r.queue, inboxPending, stall: clone(r.stall), previousOwner, run };
   }
 
   private clearLease(m: MemRun): void {

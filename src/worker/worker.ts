@@ -77,6 +77,8 @@ export class Worker {
   private readonly system: Actor<typeof workerSystemMachine>;
   private readonly active = new Set<string>();
   private readonly acquiring = new Set<string>();
+  /** Runs to lease in the next acquireBatch (see tryAcquire). */
+  private toAcquire: string[] = [];
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private state: WorkerHealth['state'] = 'idle';
   private pollTimer: NodeJS.Timeout | null = null;
@@ -251,21 +253,39 @@ export class Worker {
     this.system.send(fresh ? { type: 'RUN', lease, fresh } : { type: 'RUN', lease });
   }
 
-  private async tryAcquire(runId: string): Promise<void> {
+  /**
+   * Leases a run this worker was told about (a wake-up for a run with no actor here). Wake-ups come in bursts (a
+   * thousand signals, a wave of child closes): the ids of one event-loop turn are leased together, in one statement
+   * that also brings each run's inbox (acquireMany), so a burst costs one round trip, not two per run.
+   */
+  private tryAcquire(runId: string): void {
     if (this.state !== 'running' || this.active.has(runId) || this.acquiring.has(runId)) return;
-    if (this.capacityLeft() <= 0) {
-      this.schedulePoll(0);
+    this.acquiring.add(runId);
+    this.toAcquire.push(runId);
+    if (this.toAcquire.length === 1) setImmediate(() => void this.acquireBatch());
+  }
+
+  private async acquireBatch(): Promise<void> {
+    const ids = this.toAcquire.splice(0);
+    // Never more than we can run; the rest are due and the poll (asked for now) claims them when there is room.
+    const room = Math.max(0, this.capacityLeft() + ids.length);
+    const take = ids.slice(0, room);
+    for (const id of ids.slice(room)) this.acquiring.delete(id);
+    if (take.length < ids.length) this.schedulePoll(0);
+    if (!take.length || this.state !== 'running') {
+      take.forEach((id) => this.acquiring.delete(id));
+      this.checkIdle();
       return;
     }
-    this.acquiring.add(runId);
     try {
-      // One statement: the journal checks the run is open, free and on our queues, and says what the actor needs.
-      const lease = await this.journal.acquire(runId, this.workerId, this.leaseMs, this.queues, this.workflows);
-      if (lease) this.runLease(lease);
+      // One statement: the journal checks each run is open, free and on our queues, and says what its actor needs.
+      const leases = await this.journal.acquireMany(take, this.workerId, this.leaseMs, this.queues, this.workflows);
+      take.forEach((id) => this.acquiring.delete(id));
+      for (const lease of leases) this.runLease(lease);
     } catch (err) {
+      take.forEach((id) => this.acquiring.delete(id));
       this.noteError(err);
     } finally {
-      this.acquiring.delete(runId);
       this.checkIdle();
     }
   }

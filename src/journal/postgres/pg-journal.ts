@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
-import { DuplicateWorkflowIdError, LeaseLostError, RunClosedError, RunStateError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
-import { runStartedPayload, type JournalEvent } from '../../runtime/events.js';
+import { DuplicateWorkflowIdError, InvalidArgumentError, LeaseLostError, RunClosedError, RunStateError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
+import { runStartedPayload, type JournalEvent, type RetryNote } from '../../runtime/events.js';
+import { redactUrl } from '../connection.js';
+import { checkRetryable, countsOf, decodeRunCursor, decodeTreeCursor, encodeCursor, levels, pageLimit, statusList, workerOrder, workerStatus } from '../visibility.js';
 import { toJson, toJsonText } from '../../runtime/json.js';
 import {
   isOpen,
@@ -25,9 +27,19 @@ import {
   type RunStatus,
   type SignalInput,
   type WakeListener,
+  retryRunId,
+  WORKER_RETENTION_MS,
+  type DescendantsQuery,
+  type JournalTarget,
+  type ListRunsQuery,
+  type RunCounts,
+  type RunFilter,
+  type RunPage,
+  type WorkerHeartbeat,
+  type WorkerInfo,
 } from '../journal.js';
 import { migrate } from './migrations.js';
-import { Sql, type LockedRun, type Queryable, type RunInsert, type SignalInsert } from './sql.js';
+import { Sql, type FilterParams, type LockedRun, type Queryable, type RunInsert, type SignalInsert } from './sql.js';
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -228,6 +240,11 @@ export class PgJournal implements Journal {
 
   async acquire(runId: string, owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
     return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now(), queues, workflows);
+  }
+
+  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
+    if (!runIds.length) return [];
+    return this.sql.acquireMany(this.pool, [...new Set(runIds)], owner, Math.ceil(leaseMs), this.now(), queues, workflows);
   }
 
   async renew(lease: Lease, leaseMs: number): Promise<Lease> {
@@ -493,6 +510,88 @@ export class PgJournal implements Journal {
     return (await this.getRun(runId))!;
   }
 
+  // ---- operating: listings, descendants, retries, workers (docs/operating.md) ----
+
+  async listRuns(query: ListRunsQuery = {}): Promise<RunPage> {
+    const limit = pageLimit(query.limit);
+    const statuses = statusList(query.status);
+    const after = decodeRunCursor(query.cursor);
+    const rows = await this.sql.listRuns(this.pool, filterParams(query), { statuses, after, limit: limit + 1 });
+    const runs = rows.slice(0, limit);
+    const last = runs[runs.length - 1];
+    return { runs, nextCursor: rows.length > limit && last ? encodeCursor([last.createdAt, last.runId]) : null };
+  }
+
+  async countRuns(filter: RunFilter = {}): Promise<RunCounts> {
+    return countsOf(await this.sql.countRuns(this.pool, filterParams(filter), statusList(filter.status)));
+  }
+
+  async listDescendants(runId: string, query: DescendantsQuery = {}): Promise<RunPage> {
+    const limit = pageLimit(query.limit);
+    const after = decodeTreeCursor(query.cursor);
+    const run = await this.sql.runById(this.pool, runId);
+    if (!run) throw new UnknownRunError(runId);
+    const maxDepth = levels(query.maxDepth);
+    const rows = await this.sql.listDescendants(this.pool, {
+      runId,
+      // a root that never continued as new: its whole tree (root_run_id) is its descendants
+      wholeTree: run.parentRunId === null && run.continuedFrom === null && run.continuedTo === null && run.rootRunId === run.runId,
+      fromDepth: run.depth,
+      toDepth: Math.min(run.depth + maxDepth, 2_147_483_647),
+      after,
+      limit: limit + 1,
+    });
+    const runs = rows.slice(0, limit);
+    const last = runs[runs.length - 1];
+    return { runs, nextCursor: rows.length > limit && last ? encodeCursor([last.depth, last.createdAt, last.runId]) : null };
+  }
+
+  async retry(runId: string, o: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }> {
+    await this.beforeWrite();
+    return this.transaction(async (q) => {
+      const locked = await this.sql.lockForRetry(q, runId);
+      if (!locked) throw new UnknownRunError(runId);
+      const prev = locked.run;
+      if (prev.retriedTo) return { run: (await this.sql.runById(q, prev.retriedTo))!, created: false };
+      checkRetryable(prev);
+      const now = this.now();
+      const retry: RetryNote = { previousRunId: prev.runId, reason: String(o.reason), ...(o.by !== undefined ? { by: String(o.by) } : {}) };
+      const run = await this.sql.insertRetry(q, {
+        prevRunId: prev.runId,
+        runId: retryRunId(prev.runId),
+        now,
+        // the same execution timeout, counted from the retry's start
+        deadline: locked.deadline === null ? null : now + Math.max(0, locked.deadline - prev.createdAt),
+        retryJson: JSON.stringify(retry),
+      });
+      return { run, created: true };
+    });
+  }
+
+  async workerHeartbeat(worker: WorkerHeartbeat): Promise<void> {
+    await this.sql.workerHeartbeat(this.pool, worker, this.now(), WORKER_RETENTION_MS);
+  }
+
+  async workerStopped(workerId: string): Promise<void> {
+    await this.sql.workerStopped(this.pool, workerId, this.now());
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const now = this.now();
+    const rows = await this.sql.listWorkers(this.pool, now - WORKER_RETENTION_MS);
+    return rows.map((w) => ({ ...w, status: workerStatus(w, now) })).sort(workerOrder);
+  }
+
+  async ping(): Promise<void> {
+    await this.sql.ping(this.pool);
+  }
+
+  target(): JournalTarget {
+    const o = this.pool.options as { connectionString?: string; host?: string; port?: number; database?: string; user?: string };
+    const url = o.connectionString ? redactUrl(o.connectionString) : `postgres://${o.user ? `${o.user}@` : ''}${o.host ?? 'localhost'}:${o.port ?? 5432}/${o.database ?? ''}`;
+    return { kind: 'postgres', url, schema: this.schema };
+  }
+
   onWake(listener: WakeListener): () => void {
     this.listeners.add(listener);
     this.startListening();
@@ -699,6 +798,27 @@ export class PgJournal implements Journal {
       }
     }
   }
+}
+
+/** A RunFilter's time bounds as whole milliseconds (the columns are bigint), checked. */
+function filterParams(f: RunFilter): FilterParams {
+  const time = (name: keyof RunFilter, v: number | undefined) => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new InvalidArgumentError(name, `it must be a time in epoch milliseconds, got ${String(v)}`);
+    return Math.ceil(v);
+  };
+  return {
+    workflow: f.workflow,
+    queue: f.queue,
+    parentRunId: f.parentRunId,
+    rootRunId: f.rootRunId,
+    workflowId: f.workflowId,
+    workflowIdPrefix: f.workflowIdPrefix,
+    startedAfter: time('startedAfter', f.startedAfter),
+    startedBefore: time('startedBefore', f.startedBefore),
+    closedAfter: time('closedAfter', f.closedAfter),
+    closedBefore: time('closedBefore', f.closedBefore),
+  };
 }
 
 /** The fence: the writer must hold the run's current lease token and have read up to its last seq. */

@@ -1,6 +1,6 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
-import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStall, type RunStatus, type WaitSpec } from '../journal.js';
+import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStall, type RunStatus, type WaitSpec, type WorkerHeartbeat, type WorkerInfo } from '../journal.js';
 import type { SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
 import type { StoredWaits } from '../../runtime/waits.js';
@@ -65,7 +65,54 @@ export function notifyChunks(runIds: string[]): string[] {
 
 const RUN_COLUMNS = `run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
   lease_owner, lease_expires_at, next_wakeup_at, created_at, closed_at, result, error, continued_from, continued_to, last_seq,
-  parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at, waits, stall`;
+  parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at, waits, stall, retry_of, retried_to`;
+
+/**
+ * A RunFilter's conditions on `r`, parameters $1-$10 (filterValues). A condition whose parameter is null is dropped by
+ * the planner (parameters are bound per call), so each query uses the index of the filters it has (migration 8).
+ * The prefix is a LIKE pattern (escaped) on the bytewise-ordered workflow id: a range scan of runs_workflow_id_prefix_idx.
+ */
+const FILTER = `($1::text IS NULL OR r.workflow = $1)
+  AND ($2::text IS NULL OR r.queue = $2)
+  AND ($3::text IS NULL OR r.parent_run_id = $3)
+  AND ($4::text IS NULL OR r.root_run_id = $4)
+  AND ($5::text IS NULL OR r.workflow_id = $5)
+  AND ($6::text IS NULL OR r.workflow_id COLLATE "C" LIKE $6)
+  AND ($7::bigint IS NULL OR r.created_at >= $7::bigint)
+  AND ($8::bigint IS NULL OR r.created_at < $8::bigint)
+  AND ($9::bigint IS NULL OR r.closed_at >= $9::bigint)
+  AND ($10::bigint IS NULL OR r.closed_at < $10::bigint)`;
+
+/** A RunFilter as the statements take it (no status: that is given apart). Times are whole milliseconds. */
+export interface FilterParams {
+  workflow?: string | undefined;
+  queue?: string | undefined;
+  parentRunId?: string | undefined;
+  rootRunId?: string | undefined;
+  workflowId?: string | undefined;
+  workflowIdPrefix?: string | undefined;
+  startedAfter?: number | undefined;
+  startedBefore?: number | undefined;
+  closedAfter?: number | undefined;
+  closedBefore?: number | undefined;
+}
+
+/** $1-$10 of FILTER. */
+function filterValues(f: FilterParams): unknown[] {
+  const prefix = f.workflowIdPrefix === undefined ? null : f.workflowIdPrefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
+  return [
+    f.workflow ?? null,
+    f.queue ?? null,
+    f.parentRunId ?? null,
+    f.rootRunId ?? null,
+    f.workflowId ?? null,
+    prefix,
+    f.startedAfter ?? null,
+    f.startedBefore ?? null,
+    f.closedAfter ?? null,
+    f.closedBefore ?? null,
+  ];
+}
 
 /** The open statuses, as SQL (OPEN_STATUSES in journal.ts). */
 const OPEN = `('running', 'blocked')`;
@@ -91,6 +138,14 @@ const CLOSING_EVENTS = (rel: string, seqCol: string, reason: string, now: string
   UNION ALL
   SELECT run_id, ${seqCol} + 1, 'RunTerminated', json_build_object('reason', ${reason}), ${now}
   FROM ${rel} WHERE policy = 'terminate'`;
+
+/** A pending inbox row as acquireMany aggregates it. */
+interface InboxSignalRow {
+  signal_id: string;
+  name: string;
+  payload: unknown;
+  sent_at: string | number;
+}
 
 interface RunRow {
   run_id: string;
@@ -119,6 +174,8 @@ interface RunRow {
   cancel_requested_at: string | null;
   waits: StoredWaits | null;
   stall: RunStall | null;
+  retry_of: string | null;
+  retried_to: string | null;
 }
 
 interface LeaseRow {
@@ -130,6 +187,11 @@ interface LeaseRow {
   queue?: string;
   inbox_pending?: boolean;
   stall?: RunStall | null;
+  previous_owner?: string | null;
+  workflow_id?: string;
+  workflow?: string;
+  parent_run_id?: string | null;
+  root_run_id?: string;
 }
 
 // node-postgres returns bigint as a string (it may exceed 2^53); epoch milliseconds never do.
@@ -164,6 +226,8 @@ function toRun(r: RunRow): RunRecord {
         : { reason: r.cancel_reason ?? '', deadline: Number(r.cancel_deadline), requestedAt: Number(r.cancel_requested_at) },
     waits: r.waits ?? null,
     stall: r.stall ?? null,
+    retryOf: r.retry_of,
+    retriedTo: r.retried_to,
   };
 }
 
@@ -176,6 +240,10 @@ const toLease = (r: LeaseRow): Lease => ({
   ...(r.queue !== undefined ? { queue: r.queue } : {}),
   ...(r.inbox_pending !== undefined ? { inboxPending: r.inbox_pending } : {}),
   ...(r.stall !== undefined ? { stall: r.stall } : {}),
+  ...(r.previous_owner !== undefined ? { previousOwner: r.previous_owner } : {}),
+  ...(r.root_run_id !== undefined
+    ? { run: { workflowId: r.workflow_id!, workflow: r.workflow!, parentRunId: r.parent_run_id ?? null, rootRunId: r.root_run_id } }
+    : {}),
 });
 
 /** The row of a run locked for a commit: what the fence and the children need. */
@@ -329,11 +397,14 @@ export class Sql {
     return r.rows[0] && toRun(r.rows[0]);
   }
 
-  /** The newest run of the workflow id (a continue-as-new chain shares it: the one not continued yet). */
+  /**
+   * The newest run of the workflow id: a continue-as-new chain and the retries of an instance share it, and the
+   * newest is the one neither continued nor retried yet.
+   */
   async runByWorkflowId(q: Queryable, workflowId: string): Promise<RunRecord | undefined> {
     const r = await q.query<RunRow>(
       `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE workflow_id = $1
-       ORDER BY continued_to IS NULL DESC, created_at DESC, continued_from IS NULL
+       ORDER BY continued_to IS NULL AND retried_to IS NULL DESC, created_at DESC, continued_from IS NULL
        LIMIT 1`,
       [workflowId],
     );
@@ -467,11 +538,10 @@ export class Sql {
     q: Queryable,
     o: { owner: string; queues: string[]; limit: number; leaseMs: number; now: number; workflows?: string[]; activities?: { names: string[]; graceMs: number } },
   ): Promise<Lease[]> {
+    // (`picked` also says who held each lease before, for the claimer's "taken over" log line)
     const r = await q.query<LeaseRow & { next_wakeup_at: string; depth: number; created_at: string }>(
-      `UPDATE ${this.s}.runs
-       SET lease_owner = $1, lease_token = gen_random_uuid()::text, lease_expires_at = $2::bigint + $3::bigint
-       WHERE run_id IN (
-         SELECT run_id FROM ${this.s}.runs
+      `WITH picked AS (
+         SELECT run_id, lease_owner AS previous_owner FROM ${this.s}.runs
          WHERE status = 'running' AND queue = ANY($4::text[]) AND next_wakeup_at <= $2::bigint
            AND (lease_token IS NULL OR lease_expires_at <= $2::bigint)
            AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
@@ -481,8 +551,12 @@ export class Sql {
          LIMIT $5
          FOR UPDATE SKIP LOCKED
        )
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, stall,
-                 ${this.inboxPendingOf('runs')} AS inbox_pending`,
+       UPDATE ${this.s}.runs runs
+       SET lease_owner = $1, lease_token = gen_random_uuid()::text, lease_expires_at = $2::bigint + $3::bigint
+       FROM picked WHERE runs.run_id = picked.run_id
+       RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, stall,
+                 ${this.inboxPendingOf('runs')} AS inbox_pending, picked.previous_owner,
+                 workflow_id, workflow, parent_run_id, root_run_id`,
       [o.owner, o.now, o.leaseMs, o.queues, o.limit, o.workflows ?? null, o.activities?.names ?? null, Math.ceil(o.activities?.graceMs ?? 0)],
     );
     // RETURNING has no order: hand the leases out oldest due first, shallowest first, like the memory journal.
@@ -497,16 +571,58 @@ export class Sql {
   }
 
   async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
+    // (`prev` locks the row first, as the UPDATE would, to read who held the lease before)
     const r = await q.query<LeaseRow>(
-      `UPDATE ${this.s}.runs
+      `WITH prev AS (SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE)
+       UPDATE ${this.s}.runs runs
        SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
-       WHERE run_id = $1 AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
+       FROM prev
+       WHERE runs.run_id = prev.run_id AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
          AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
          AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
-       RETURNING run_id, lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending`,
+       RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
+                 prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id`,
       [runId, owner, now, leaseMs, queues ?? null, workflows ?? null],
     );
     return r.rows[0] && toLease(r.rows[0]);
+  }
+
+  /**
+   * acquire() for many runs in one statement, each lease with the run's pending inbox (signals in send order, and a
+   * cancel request not yet journaled), so a burst of wake-ups costs one round trip instead of two per run. Rows are
+   * locked in run id order (two acquirers never deadlock); a row another transaction holds is waited for, as in
+   * acquire(): a run mid-commit is taken right after, not skipped.
+   */
+  async acquireMany(q: Queryable, runIds: string[], owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
+    const r = await q.query<LeaseRow & { inbox_signals: InboxSignalRow[] | null; cancel_reason: string | null; cancel_deadline: string | null; cancel_requested_at: string | null }>(
+      `WITH prev AS (
+         SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) ORDER BY run_id COLLATE "C" FOR UPDATE
+       )
+       UPDATE ${this.s}.runs runs
+       SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
+       FROM prev
+       WHERE runs.run_id = prev.run_id AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
+         AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
+         AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
+       RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
+                 prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id,
+                 (SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
+                  FROM ${this.s}.inbox i WHERE i.run_id = runs.run_id AND NOT i.delivered) AS inbox_signals,
+                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_reason END AS cancel_reason,
+                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_deadline END AS cancel_deadline,
+                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_requested_at END AS cancel_requested_at`,
+      [runIds, owner, now, leaseMs, queues ?? null, workflows ?? null],
+    );
+    return r.rows.map((row) => ({
+      ...toLease(row),
+      inbox: {
+        signals: (row.inbox_signals ?? []).map((x) => ({ signalId: x.signal_id, name: x.name, payload: x.payload, sentAt: Number(x.sent_at) })),
+        cancel:
+          row.cancel_requested_at === null
+            ? null
+            : { reason: row.cancel_reason ?? '', deadline: Number(row.cancel_deadline), requestedAt: Number(row.cancel_requested_at) },
+      },
+    }));
   }
 
   /** Whether signals or an unjournaled cancel request wait for the run (`t`: the runs table's alias). */
@@ -1186,6 +1302,183 @@ export class Sql {
       [parents, maxDepth, reason, now],
     );
     return r.rows.map((x) => ({ runId: x.run_id, parentRunId: x.parent_run_id, closed: x.closed, truncated: x.truncated }));
+  }
+
+  // ---- operating: listings, descendants, retries, workers (docs/operating.md; indexes in migration 8) ----
+
+  /**
+   * A page of runs matching the filter, newest first (created_at, run_id descending), `limit` at most, after the
+   * cursor's (created_at, run_id). Keyset pagination: the cursor condition is a row comparison on the last columns of
+   * the filter's index (migration 8), so every page is one backward index range scan, never an OFFSET that re-reads
+   * what came before. Several statuses: one such scan per status (a LATERAL subquery each), merged; the filter's
+   * parameters are bound per call, so the planner sees which conditions are null and uses the index of the others.
+   */
+  async listRuns(q: Queryable, f: FilterParams, page: { statuses: RunStatus[] | null; after: { createdAt: number; runId: string } | null; limit: number }): Promise<RunRecord[]> {
+    const cursor = `($12::bigint IS NULL OR (r.created_at, r.run_id COLLATE "C") < ($12::bigint, $13::text COLLATE "C"))`;
+    const order = `ORDER BY created_at DESC, run_id COLLATE "C" DESC`;
+    const values = [...filterValues(f), page.statuses, page.after?.createdAt ?? null, page.after?.runId ?? null, page.limit];
+    const text = page.statuses
+      ? `SELECT p.* FROM unnest($11::text[]) AS s(status)
+         CROSS JOIN LATERAL (
+           SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
+           WHERE r.status = s.status AND ${FILTER} AND ${cursor}
+           ${order} LIMIT $14
+         ) p
+         ${order} LIMIT $14`
+      : `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
+         WHERE $11::text[] IS NULL AND ${FILTER} AND ${cursor}
+         ${order} LIMIT $14`;
+    const r = await q.query<RunRow>(text, values);
+    return r.rows.map(toRun);
+  }
+
+  /** Counts of the runs matching the filter, by status. */
+  async countRuns(q: Queryable, f: FilterParams, statuses: RunStatus[] | null): Promise<Array<{ status: RunStatus; count: number }>> {
+    const r = await q.query<{ status: RunStatus; count: string }>(
+      `SELECT r.status, count(*) AS count FROM ${this.s}.runs r
+       WHERE ($11::text[] IS NULL OR r.status = ANY($11::text[])) AND ${FILTER}
+       GROUP BY r.status`,
+      [...filterValues(f), statuses],
+    );
+    return r.rows.map((x) => ({ status: x.status, count: Number(x.count) }));
+  }
+
+  /**
+   * A page of a run's descendants, breadth first (depth, created_at, run_id), depths in (`fromDepth`, `toDepth`],
+   * after the cursor. Below a root that never continued as new, every run of its tree is its descendant, so the page
+   * is one range scan of runs_root_idx from the cursor. Below any other run the descendants are found through the
+   * parent links (a recursive walk of runs_parent_idx reading ids and depths only; rows are read for the page alone).
+   */
+  async listDescendants(
+    q: Queryable,
+    a: { runId: string; wholeTree: boolean; fromDepth: number; toDepth: number; after: { depth: number; createdAt: number; runId: string } | null; limit: number },
+  ): Promise<RunRecord[]> {
+    const cursor = `($4::integer IS NULL OR (r.depth, r.created_at, r.run_id COLLATE "C") > ($4::integer, $5::bigint, $6::text COLLATE "C"))`;
+    const order = `ORDER BY r.depth, r.created_at, r.run_id COLLATE "C"`;
+    const values = [a.runId, a.fromDepth, a.toDepth, a.after?.depth ?? null, a.after?.createdAt ?? null, a.after?.runId ?? null, a.limit];
+    const text = a.wholeTree
+      ? `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
+         WHERE r.root_run_id = $1 AND r.depth > $2::integer AND r.depth <= $3::integer AND ${cursor}
+         ${order} LIMIT $7`
+      : `WITH RECURSIVE sub(sub_run_id, sub_depth) AS (
+           SELECT c.run_id, c.depth FROM ${this.s}.runs c WHERE c.parent_run_id = $1
+           UNION ALL
+           SELECT c.run_id, c.depth FROM sub JOIN ${this.s}.runs c ON c.parent_run_id = sub.sub_run_id WHERE sub.sub_depth < $3::integer
+         )
+         SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r JOIN sub ON sub.sub_run_id = r.run_id
+         WHERE r.depth > $2::integer AND r.depth <= $3::integer AND ${cursor}
+         ${order} LIMIT $7`;
+    const r = await q.query<RunRow>(text, values);
+    return r.rows.map(toRun);
+  }
+
+  /**
+   * Locks a run about to be retried, and reads the execution timeout its RunStarted carried (so the retry gets the
+   * same duration). Undefined for an unknown run.
+   */
+  async lockForRetry(q: Queryable, runId: string): Promise<{ run: RunRecord; deadline: number | null } | undefined> {
+    const r = await q.query<RunRow & { started_deadline: string | null }>(
+      `SELECT ${RUN_COLUMNS},
+              (SELECT e.payload->>'deadline' FROM ${this.s}.events e WHERE e.run_id = r.run_id AND e.seq = 1) AS started_deadline
+       FROM ${this.s}.runs r WHERE r.run_id = $1 FOR UPDATE`,
+      [runId],
+    );
+    const row = r.rows[0];
+    return row && { run: toRun(row), deadline: row.started_deadline === null ? null : Number(row.started_deadline) };
+  }
+
+  /**
+   * Creates the retry of a locked, closed root run, in one statement: the new run (same workflow id, workflow, input
+   * text and queue; retry_of set), its RunStarted (built here around the stored input, so its text is kept as
+   * written), retried_to on the old run, and the announcement. Returns the new run.
+   */
+  async insertRetry(q: Queryable, a: { prevRunId: string; runId: string; now: number; deadline: number | null; retryJson: string }): Promise<RunRecord> {
+    const r = await q.query<RunRow>(
+      `WITH prev AS (
+         SELECT run_id, workflow_id, workflow, input, queue FROM ${this.s}.runs WHERE run_id = $1
+       ), ins AS (
+         INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
+                                     next_wakeup_at, created_at, last_seq, parent_close_policy, retry_of)
+         SELECT $2, workflow_id, workflow, 'running', input, NULL, NULL, $2, 0, queue, $3::bigint, $3::bigint, 1, 'cancel', run_id FROM prev
+         RETURNING ${RUN_COLUMNS}
+       ), started AS (
+         -- the keys of runStartedPayload, in its order: workflow, workflowId, input, depth, deadline, retry
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT $2, 1, 'RunStarted',
+                CASE WHEN $4::bigint IS NULL
+                  THEN json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'retry', $5::json)
+                  ELSE json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'deadline', $4::bigint, 'retry', $5::json)
+                END, $3::bigint
+         FROM prev
+       ), marked AS (
+         UPDATE ${this.s}.runs SET retried_to = $2 WHERE run_id = $1
+       )
+       SELECT ins.*, pg_notify($6, ins.run_id) FROM ins`,
+      [a.prevRunId, a.runId, a.now, a.deadline, a.retryJson, this.channel],
+    );
+    return toRun(r.rows[0]!);
+  }
+
+  /**
+   * A worker's heartbeat: its row created or refreshed (last seen now). A row of an earlier process with the same id
+   * (another started_at) is taken over and no longer stopped; the same process stays stopped once it said so. Rows not
+   * seen for `retentionMs` are deleted in the same statement.
+   */
+  async workerHeartbeat(q: Queryable, w: WorkerHeartbeat, now: number, retentionMs: number): Promise<void> {
+    await q.query(
+      `WITH pruned AS (
+         DELETE FROM ${this.s}.workers WHERE last_seen_at < $11::bigint - $12::bigint AND worker_id <> $1
+       )
+       INSERT INTO ${this.s}.workers AS w (worker_id, host, pid, queues, workflows, activities, concurrency, active_runs, interval_ms, started_at, last_seen_at)
+       VALUES ($1, $2, $3, $4::text[], $5::text[], $6::text[], $7, $8, $9, $10, $11)
+       ON CONFLICT (worker_id) DO UPDATE SET
+         host = EXCLUDED.host, pid = EXCLUDED.pid, queues = EXCLUDED.queues, workflows = EXCLUDED.workflows,
+         activities = EXCLUDED.activities, concurrency = EXCLUDED.concurrency, active_runs = EXCLUDED.active_runs,
+         interval_ms = EXCLUDED.interval_ms, last_seen_at = EXCLUDED.last_seen_at,
+         stopped_at = CASE WHEN w.started_at = EXCLUDED.started_at THEN w.stopped_at END,
+         started_at = EXCLUDED.started_at`,
+      [w.workerId, w.host, w.pid, w.queues, w.workflows, w.activities, w.concurrency, w.activeRuns, w.heartbeatIntervalMs, w.startedAt, now, retentionMs],
+    );
+  }
+
+  async workerStopped(q: Queryable, workerId: string, now: number): Promise<void> {
+    await q.query(`UPDATE ${this.s}.workers SET stopped_at = $2, last_seen_at = $2 WHERE worker_id = $1`, [workerId, now]);
+  }
+
+  /** Workers seen since `since`, as stored (the caller says which are gone). */
+  async listWorkers(q: Queryable, since: number): Promise<Array<Omit<WorkerInfo, 'status'>>> {
+    const r = await q.query<{
+      worker_id: string;
+      host: string;
+      pid: number;
+      queues: string[];
+      workflows: string[];
+      activities: string[];
+      concurrency: number;
+      active_runs: number;
+      interval_ms: number;
+      started_at: string;
+      last_seen_at: string;
+      stopped_at: string | null;
+    }>(`SELECT * FROM ${this.s}.workers WHERE last_seen_at >= $1`, [since]);
+    return r.rows.map((w) => ({
+      workerId: w.worker_id,
+      host: w.host,
+      pid: w.pid,
+      queues: w.queues,
+      workflows: w.workflows,
+      activities: w.activities,
+      concurrency: w.concurrency,
+      activeRuns: w.active_runs,
+      heartbeatIntervalMs: w.interval_ms,
+      startedAt: Number(w.started_at),
+      lastSeenAt: Number(w.last_seen_at),
+      stoppedAt: ms(w.stopped_at),
+    }));
+  }
+
+  async ping(q: Queryable): Promise<void> {
+    await q.query('SELECT 1');
   }
 
   // ---- wake-up listener ----

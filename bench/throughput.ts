@@ -1,0 +1,218 @@
+/**
+ * Throughput across many runs (issue 9): the workloads production traffic is made of, on one PostgreSQL, with one
+ * in-process Worker at the defaults of `skein worker` (concurrency 1,000, lease 30 s, poll 1 s).
+ *
+ *  W4   2,000 independent root workflows started at once (client.start, 32 in flight), each running 3 sequential
+ *       trivial activities; from the first start until every run has completed. Workflows/s.
+ *  W5   5,000 root runs each waiting on a signal; once all wait, every run is signalled (client.signal, 32 in flight);
+ *       from the first signal until every run has completed. Runs/s, and heap per waiting run (heap with the 5,000
+ *       runs suspended and their engines cached, minus heap before, after a full GC).
+ *  W1   one parent, N children each running one trivial activity (N = 1,000 and 10,000; 100,000 with BENCH_100K=1);
+ *       per-child cost, and its ratio to N = 1,000.
+ *  W1io one parent, 1,000 children whose activity awaits a 20 ms timer (I/O-bound); ratio to W1 (1,000).
+ *
+ * Floors measured in the same run on the same database: single-row insert + commit with 1 client and with 8
+ * concurrent clients (transactions/s), pgbench-style. Read the ratios: these 2-core VMs drift 2x.
+ *
+ * Run: npm run bench:throughput   (node --expose-gc, so heap figures are after a full collection)
+ */
+import pg from 'pg';
+import pino from 'pino';
+import { activity, all, child, defineActivity, waitForSignal, workflow } from '../src/runtime/commands.js';
+import { Client } from '../src/client/client.js';
+import { Worker } from '../src/worker/worker.js';
+import type { PgJournal } from '../src/journal/postgres/index.js';
+import { runOnFreshSchema } from './support.js';
+
+const trivial = defineActivity('trivial', async (n: number) => n + 1);
+const io20 = defineActivity('io20', async (n: number) => new Promise<number>((r) => setTimeout(() => r(n * 2), 20)));
+const double = defineActivity('double', async (n: number) => n * 2);
+
+const threeSteps = workflow('w4_three_steps', function* (n: number) {
+  const a = yield* activity(trivial, n);
+  const b = yield* activity(trivial, a);
+  return yield* activity(trivial, b);
+});
+const awaitSignal = workflow('w5_await_signal', function* (_: null) {
+  return yield* waitForSignal<number>('go');
+});
+const leaf = workflow('w1_leaf', function* (n: number) {
+  return yield* activity(double, n);
+});
+const ioLeaf = workflow('w1io_leaf', function* (n: number) {
+  return yield* activity(io20, n);
+});
+const fanout = workflow('w1_fanout', function* (n: number) {
+  const xs = yield* all(Array.from({ length: n }, (_, i) => child(leaf, i)));
+  return xs.reduce((a, b) => a + b, 0);
+});
+const ioFanout = workflow('w1io_fanout', function* (n: number) {
+  const xs = yield* all(Array.from({ length: n }, (_, i) => child(ioLeaf, i)));
+  return xs.reduce((a, b) => a + b, 0);
+});
+
+const workflows = [threeSteps, awaitSignal, leaf, ioLeaf, fanout, ioFanout];
+const activities = [trivial, io20, double];
+
+/** Transactions/s of single-row insert + commit with `clients` concurrent connections for `ms`. */
+async function insertCommitTps(url: string, schema: string, clients: number, ms = 2000): Promise<number> {
+  const conns = await Promise.all(
+    Array.from({ length: clients }, async () => {
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      return c;
+    }),
+  );
+  await conns[0]!.query(`create table if not exists ${schema}.floor (id bigserial primary key, run_id text, payload json)`);
+  let n = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    conns.map(async (c, i) => {
+      while (performance.now() < end) {
+        await c.query('begin');
+        await c.query(`insert into ${schema}.floor (run_id, payload) values ($1, $2)`, [`c${i}-${n}`, '{"a":1}']);
+        await c.query('commit');
+        n++;
+      }
+    }),
+  );
+  const tps = (n / (performance.now() - t0)) * 1000;
+  await Promise.all(conns.map((c) => c.end()));
+  return tps;
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (i < items.length) await fn(items[i++]!);
+    }),
+  );
+}
+
+async function countStatus(journal: PgJournal, schema: string, workflow: string, status: string): Promise<number> {
+  const r = await journal.pool.query<{ n: string }>(`select count(*) as n from ${schema}.runs where workflow = $1 and status = $2 and parent_run_id is null`, [workflow, status]);
+  return Number(r.rows[0]!.n);
+}
+
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`${what}: not reached in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function gc(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+function newWorker(journal: PgJournal): Worker {
+  // The defaults of `skein worker` (concurrency 1,000, lease 30 s, poll 1 s); quiet logs.
+  return new Worker({ workflows, activities, journal, logger: pino({ level: 'warn' }) });
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
+  const tps1 = await insertCommitTps(url, schema, 1);
+  const tps8 = await insertCommitTps(url, schema, 8);
+  console.log(`skein throughput benchmark — node ${process.version}, PostgreSQL at ${url.replace(/\/\/[^@]*@/, '//')}`);
+  console.log(`floors (same run): insert+commit ${fmt(tps1)} tps with 1 client, ${fmt(tps8)} tps with 8 clients\n`);
+  const client = new Client(journal, { logger: pino({ level: 'warn' }) });
+  let k = 0;
+
+  // ---- W4 ----
+  {
+    const n = 2000;
+    const worker = newWorker(journal);
+    worker.start();
+    // warm-up (JIT, pool), not reported
+    await pool(Array.from({ length: 200 }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4warm-${k}-${i}` }));
+    await until('W4 warm-up', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= 200);
+    const before = await countStatus(journal, schema, threeSteps.name, 'completed');
+    const t0 = performance.now();
+    await pool(Array.from({ length: n }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4-${k}-${i}` }));
+    const started = performance.now() - t0;
+    await until('W4', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= before + n);
+    const ms = performance.now() - t0;
+    const rate = (n / ms) * 1000;
+    console.log(
+      `W4  ${n} independent workflows x 3 activities   ${fmt(ms)} ms   ${fmt(rate)} workflows/s   ` +
+        `= ${(rate / tps8).toFixed(2)} x the 8-client insert+commit floor (starts took ${fmt(started)} ms)`,
+    );
+    await worker.shutdown();
+    k++;
+  }
+
+  // ---- W5 ----
+  {
+    const n = 5000;
+    const worker = newWorker(journal);
+    worker.start();
+    gc();
+    const heap0 = process.memoryUsage().heapUsed;
+    const refs: string[] = [];
+    await pool(Array.from({ length: n }, (_, i) => i), 32, async (i) => {
+      refs.push((await client.start(awaitSignal, null, { workflowId: `w5-${k}-${i}` })).runId);
+    });
+    await until('W5 waiting', async () => {
+      const r = await journal.pool.query<{ n: string }>(
+        `select count(*) as n from ${schema}.runs where workflow = $1 and status = 'running' and last_seq >= 2 and lease_token is null`,
+        [awaitSignal.name],
+      );
+      return Number(r.rows[0]!.n) >= n;
+    });
+    gc();
+    const heapPerRun = (process.memoryUsage().heapUsed - heap0) / n;
+    const t0 = performance.now();
+    await pool(refs, 32, (runId) => client.signal(runId, 'go', 1));
+    const signalled = performance.now() - t0;
+    await until('W5', async () => (await countStatus(journal, schema, awaitSignal.name, 'completed')) >= n);
+    const ms = performance.now() - t0;
+    const rate = (n / ms) * 1000;
+    console.log(
+      `W5  ${n} waiting runs signalled               ${fmt(ms)} ms   ${fmt(rate)} runs/s        ` +
+        `= ${(rate / tps8).toFixed(2)} x the 8-client floor (signals sent in ${fmt(signalled)} ms); heap per waiting run ${(heapPerRun / 1024).toFixed(2)} KB`,
+    );
+    await worker.shutdown();
+    k++;
+  }
+
+  // ---- W1 and W1io ----
+  const sizes = [1000, 10_000, ...(process.env.BENCH_100K ? [100_000] : [])];
+  const perChild = new Map<number, number>();
+  const worker = newWorker(journal);
+  worker.start();
+  await client.result(await client.start(fanout, 1000, { workflowId: `w1warm-${k++}` }), { timeoutMs: 600_000 });
+  for (const n of sizes) {
+    gc();
+    const heap0 = process.memoryUsage().heapUsed;
+    let peak = heap0;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
+    const t0 = performance.now();
+    const r = await client.result<number>(await client.start(fanout, n, { workflowId: `w1-${n}-${k++}` }), { timeoutMs: 1_800_000 });
+    const ms = performance.now() - t0;
+    clearInterval(sampler);
+    if (r !== n * (n - 1)) throw new Error(`W1 wrong result ${r}`);
+    perChild.set(n, ms / n);
+    const base = perChild.get(1000)!;
+    console.log(
+      `W1  one parent, ${String(n).padEnd(6)} trivial children        ${fmt(ms)} ms   ${(ms / n).toFixed(3)} ms/child = ${(ms / n / base).toFixed(2)} x the per-child cost at 1,000; ` +
+        `peak heap +${fmt((peak - heap0) / 1024 / 1024)} MB`,
+    );
+  }
+  {
+    const n = 1000;
+    const t0 = performance.now();
+    const r = await client.result<number>(await client.start(ioFanout, n, { workflowId: `w1io-${k++}` }), { timeoutMs: 600_000 });
+    const ms = performance.now() - t0;
+    if (r !== n * (n - 1)) throw new Error(`W1io wrong result ${r}`);
+    console.log(`W1io one parent, 1000 children x 20 ms I/O activity ${fmt(ms)} ms = ${(ms / (perChild.get(1000)! * 1000)).toFixed(2)} x W1 (1,000) of this run`);
+  }
+  await worker.shutdown();
+  console.log('\nTargets (issue 9): W4 >= 2,000/s and >= 0.25 x 8-client floor; W5 >= 3,000/s and >= 0.4 x floor, <= 4 KB/run;');
+  console.log('W1io <= 1.3 x W1; W1 at 10k/100k within 1.2 x per-child cost at 1k.');
+});
