@@ -1,6 +1,21 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/journal/memory.js';
-import { NO_WAIT, type CancelOptions, type ClosedStatus, type Commit, type Journal, type Lease, type NewRun, type RunStall, type WaitSpec } from '../src/journal/journal.js';
+import {
+  NO_WAIT,
+  retryRunId,
+  WORKER_RETENTION_MS,
+  type CancelOptions,
+  type ClosedStatus,
+  type Commit,
+  type Journal,
+  type Lease,
+  type NewRun,
+  type RunStall,
+  type WaitSpec,
+  type WorkerHeartbeat,
+} from '../src/journal/journal.js';
+import pino from 'pino';
+import { Client } from '../src/client/client.js';
 import { DuplicateWorkflowIdError, LeaseLostError, PayloadError, RunClosedError, UnknownRunError, type SerializedError } from '../src/runtime/errors.js';
 import type { NewEvent } from '../src/runtime/events.js';
 
@@ -1501,6 +1516,323 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         const p = await start('p');
         const clash = childRun('p', 'x', { workflowId: 'wf-a' });
         await expect(journal.commit(await mustAcquire(p.runId), commitOf(1, { children: [clash] }))).rejects.toBeInstanceOf(DuplicateWorkflowIdError);
+      });
+    });
+
+    // ---- operating: listings, descendants, retries, bulk actions, workers (docs/operating.md) ----
+
+    describe('operating', () => {
+      const ids = (page: { runs: { runId: string }[] }) => page.runs.map((r) => r.runId);
+      /** Every page of a listing, following nextCursor; fails on a repeated run. */
+      const allPages = async (list: (cursor: string | null) => Promise<{ runs: { runId: string }[]; nextCursor: string | null }>) => {
+        const out: string[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page = await list(cursor);
+          out.push(...ids(page));
+          cursor = page.nextCursor;
+          if (++pages > 100) throw new Error('runaway pagination');
+        } while (cursor);
+        expect(new Set(out).size).toBe(out.length);
+        return { ids: out, pages };
+      };
+      const failRun = (runId: string) => closeRun(runId, 'failed', { error: boom });
+
+      /**
+       * A small fleet of runs, one clock tick apart (createdAt 0..5 after t0): roots a (parent, default queue), b
+       * (other, queue q2), c (parent, workflow id with LIKE metacharacters), and a's children a-x, a-y (same tick);
+       * a-x failed at t0+10, b completed at t0+11.
+       */
+      const fleet = async () => {
+        const t0 = clock.now();
+        await start('a');
+        clock.advance(1);
+        await start('b', { workflow: 'other', queue: 'q2' });
+        clock.advance(1);
+        await start('c', { workflowId: 'wf-c%_\\x' });
+        clock.advance(1);
+        const lease = await mustAcquire('run-a');
+        const kids = [childRun('a', 'x'), childRun('a', 'y')];
+        await journal.commit(lease, commitOf(1, { events: kids.map((k, i) => scheduled(k, `${i}`)), children: kids, wait: waitOn({ onAllClosed: kids.map((k) => k.runId) }), release: true }));
+        clock.set(t0 + 10);
+        await failRun('run-a-x');
+        clock.set(t0 + 11);
+        await closeRun('run-b', 'completed', { result: 1 });
+        clock.set(t0 + 20);
+        return t0;
+      };
+
+      it('listRuns: newest first, and each filter alone and combined', async () => {
+        const t0 = await fleet();
+        const list = async (q: Parameters<Journal['listRuns']>[0]) => ids(await journal.listRuns(q));
+        // created at t0, t0+1, t0+2, and the two children at t0+3 (ties by run id, descending)
+        expect(await list({})).toEqual(['run-a-y', 'run-a-x', 'run-c', 'run-b', 'run-a']);
+        expect(await list({ status: 'failed' })).toEqual(['run-a-x']);
+        expect(await list({ status: ['completed', 'failed'] })).toEqual(['run-a-x', 'run-b']);
+        expect(await list({ status: 'running' })).toEqual(['run-a-y', 'run-c', 'run-a']);
+        expect(await list({ workflow: 'kid' })).toEqual(['run-a-y', 'run-a-x']);
+        expect(await list({ queue: 'q2' })).toEqual(['run-b']);
+        expect(await list({ parentRunId: 'run-a' })).toEqual(['run-a-y', 'run-a-x']);
+        expect(await list({ rootRunId: 'run-a' })).toEqual(['run-a-y', 'run-a-x', 'run-a']);
+        expect(await list({ workflowId: 'wf-a' })).toEqual(['run-a']);
+        expect(await list({ workflowIdPrefix: 'wf-a' })).toEqual(['run-a-y', 'run-a-x', 'run-a']);
+        expect(await list({ workflowIdPrefix: 'wf-a/' })).toEqual(['run-a-y', 'run-a-x']);
+        // LIKE's metacharacters in a prefix are plain characters
+        expect(await list({ workflowIdPrefix: 'wf-c%_\\' })).toEqual(['run-c']);
+        expect(await list({ workflowIdPrefix: 'wf-%' })).toEqual([]);
+        expect(await list({ workflowIdPrefix: 'wf-_' })).toEqual([]);
+        // time bounds are [after, before)
+        expect(await list({ startedAfter: t0 + 1 })).toEqual(['run-a-y', 'run-a-x', 'run-c', 'run-b']);
+        expect(await list({ startedBefore: t0 + 1 })).toEqual(['run-a']);
+        expect(await list({ startedAfter: t0 + 1, startedBefore: t0 + 3 })).toEqual(['run-c', 'run-b']);
+        expect(await list({ closedAfter: t0 + 11 })).toEqual(['run-b']);
+        expect(await list({ closedBefore: t0 + 11 })).toEqual(['run-a-x']);
+        expect(await list({ closedAfter: t0 })).toEqual(['run-a-x', 'run-b']);
+        // combined: AND
+        expect(await list({ workflow: 'parent', status: 'running', startedAfter: t0 + 1 })).toEqual(['run-c']);
+        expect(await list({ rootRunId: 'run-a', status: ['running', 'blocked'] })).toEqual(['run-a-y', 'run-a']);
+        expect(await list({ queue: 'q2', status: 'running' })).toEqual([]);
+        expect((await journal.listRuns({ status: 'failed' })).runs[0]).toMatchObject({ runId: 'run-a-x', status: 'failed', error: boom, parentRunId: 'run-a' });
+      });
+
+      it('listRuns pages with a keyset cursor: runs sharing one created_at are neither repeated nor skipped', async () => {
+        // 23 children created in one commit (one created_at), between two roots created before and after
+        await start('first');
+        clock.advance(1);
+        const kids = Array.from({ length: 23 }, (_, i) => childRun('p', `k${String(i).padStart(2, '0')}`));
+        await withChildren('p', kids);
+        clock.advance(1);
+        await start('last');
+        const all = ids(await journal.listRuns({ limit: 1000 }));
+        expect(all).toHaveLength(26);
+        expect(all[0]).toBe('run-last');
+        expect(all.at(-1)).toBe('run-first');
+        for (const limit of [1, 5, 7, 23, 25, 26, 27]) {
+          const paged = await allPages((cursor) => journal.listRuns({ limit, cursor }));
+          expect(paged.ids).toEqual(all);
+          expect(paged.pages).toBe(Math.max(1, Math.ceil(26 / limit)));
+        }
+        // a filtered listing pages the same way (several statuses are merged per page)
+        const kidIds = all.filter((id) => id.startsWith('run-p-'));
+        expect((await allPages((cursor) => journal.listRuns({ parentRunId: 'run-p', limit: 4, cursor }))).ids).toEqual(kidIds);
+        expect((await allPages((cursor) => journal.listRuns({ status: ['running', 'failed'], limit: 4, cursor }))).ids).toEqual(all);
+        // a run created while paging sorts before the cursor: later pages do not show it, none shifts
+        const first = await journal.listRuns({ limit: 10 });
+        clock.advance(1);
+        await start('meanwhile');
+        const rest = await allPages((cursor) => journal.listRuns({ limit: 10, cursor: cursor ?? first.nextCursor }));
+        expect([...ids(first), ...rest.ids]).toEqual(all);
+        // a cursor that no listing returned, or a bad limit, is refused
+        await expect(journal.listRuns({ cursor: 'not-a-cursor' })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'cursor' });
+        await expect(journal.listRuns({ limit: 0 })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'limit' });
+        await expect(journal.listRuns({ limit: 1001 })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'limit' });
+        await expect(journal.listRuns({ status: 'nope' as 'running' })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'status' });
+      });
+
+      it('countRuns: counts by status of the runs the filter matches', async () => {
+        const t0 = await fleet();
+        const zero = { running: 0, blocked: 0, completed: 0, failed: 0, cancelled: 0, terminated: 0, timed_out: 0, continued: 0 };
+        expect(await journal.countRuns()).toEqual({ total: 5, byStatus: { ...zero, running: 3, failed: 1, completed: 1 } });
+        expect(await journal.countRuns({ rootRunId: 'run-a' })).toEqual({ total: 3, byStatus: { ...zero, running: 2, failed: 1 } });
+        expect(await journal.countRuns({ status: ['failed', 'completed'] })).toEqual({ total: 2, byStatus: { ...zero, failed: 1, completed: 1 } });
+        expect(await journal.countRuns({ workflow: 'parent', startedAfter: t0 + 1 })).toEqual({ total: 1, byStatus: { ...zero, running: 1 } });
+        expect(await journal.countRuns({ queue: 'nowhere' })).toEqual({ total: 0, byStatus: zero });
+      });
+
+      it('listDescendants: breadth first, paged, bounded by maxDepth, below a root or any run', async () => {
+        // p -> c0..c4 (one commit); c1 -> g0..g2 (one commit, later); g1 -> h0
+        const kids = Array.from({ length: 5 }, (_, i) => childRun('p', `c${i}`));
+        const { lease, seq } = await withChildren('p', kids);
+        await suspend(lease, seq, { onAllClosed: kids.map((k) => k.runId) });
+        clock.advance(5);
+        const grand = Array.from({ length: 3 }, (_, i) => childRun('c1', `g${i}`));
+        await journal.commit(await mustAcquire('run-p-c1'), commitOf(1, { events: grand.map((g, i) => scheduled(g, `${i}`)), children: grand, release: true }));
+        clock.advance(5);
+        await journal.commit(await mustAcquire('run-c1-g1'), commitOf(1, { events: [scheduled(childRun('g1', 'h0'), '0')], children: [childRun('g1', 'h0')], release: true }));
+        const bfs = [...kids.map((k) => k.runId), ...grand.map((g) => g.runId), 'run-g1-h0'];
+
+        expect(ids(await journal.listDescendants('run-p', { limit: 1000 }))).toEqual(bfs);
+        for (const limit of [1, 2, 4, 9, 10]) {
+          const paged = await allPages((cursor) => journal.listDescendants('run-p', { limit, cursor }));
+          expect(paged.ids).toEqual(bfs);
+          expect(paged.pages).toBe(Math.ceil(9 / limit));
+        }
+        expect(ids(await journal.listDescendants('run-p', { maxDepth: 1 }))).toEqual(kids.map((k) => k.runId));
+        expect(ids(await journal.listDescendants('run-p', { maxDepth: 2 }))).toEqual(bfs.slice(0, 8));
+        // below a run that is not a root: its subtree only, paged the same way
+        expect((await allPages((cursor) => journal.listDescendants('run-p-c1', { limit: 2, cursor }))).ids).toEqual([...grand.map((g) => g.runId), 'run-g1-h0']);
+        expect(ids(await journal.listDescendants('run-p-c1', { maxDepth: 1 }))).toEqual(grand.map((g) => g.runId));
+        expect(ids(await journal.listDescendants('run-p-c0'))).toEqual([]);
+        const page = await journal.listDescendants('run-p', { limit: 6 });
+        expect(page.runs[5]).toMatchObject({ runId: 'run-c1-g0', parentRunId: 'run-p-c1', depth: 2, rootRunId: 'run-p' });
+        await expect(journal.listDescendants('run-nope')).rejects.toBeInstanceOf(UnknownRunError);
+        await expect(journal.listDescendants('run-p', { maxDepth: 0 })).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'maxDepth' });
+      });
+
+      it('retry: a new run of the same workflow id and input; getRunByWorkflowId names it, both stay in the history', async () => {
+        const first = await start('r', { input: { order: 7 }, queue: 'q2', deadline: clock.now() + 60_000 });
+        clock.advance(1000);
+        await failRun(first.runId);
+        clock.advance(500);
+        const { run, created } = await journal.retry(first.runId, { reason: 'fixed the card service', by: 'ada@ops' });
+        expect(created).toBe(true);
+        expect(run).toMatchObject({
+          runId: retryRunId(first.runId),
+          workflowId: 'wf-r',
+          workflow: 'parent',
+          input: { order: 7 },
+          queue: 'q2',
+          status: 'running',
+          parentRunId: null,
+          rootRunId: run.runId,
+          depth: 0,
+          createdAt: clock.now(),
+          nextWakeupAt: clock.now(),
+          retryOf: first.runId,
+          retriedTo: null,
+          lastSeq: 1,
+        });
+        expect(run.runId).toMatch(/^r_[A-Za-z0-9_-]{22}$/);
+        // the reason and who asked are journaled; the execution timeout keeps its length from the new start
+        expect(await journal.readEvents(run.runId)).toEqual([
+          {
+            seq: 1,
+            recordedAt: clock.now(),
+            type: 'RunStarted',
+            payload: {
+              workflow: 'parent',
+              workflowId: 'wf-r',
+              input: { order: 7 },
+              depth: 0,
+              deadline: clock.now() + 60_000,
+              retry: { previousRunId: first.runId, reason: 'fixed the card service', by: 'ada@ops' },
+            },
+          },
+        ]);
+        // the retried run keeps its journal, and points at its retry
+        expect(await journal.getRun(first.runId)).toMatchObject({ status: 'failed', retriedTo: run.runId, retryOf: null });
+        expect((await journal.readEvents(first.runId)).at(-1)!.type).toBe('RunFailed');
+        expect((await journal.getRunByWorkflowId('wf-r'))!.runId).toBe(run.runId);
+        expect(ids(await journal.listRuns({ workflowId: 'wf-r' }))).toEqual([run.runId, first.runId]);
+        // starting the workflow id again returns the newest run
+        const again = await journal.startRun(rootRun('r'));
+        expect(again).toMatchObject({ created: false, run: { runId: run.runId } });
+        // the retry is due at once (a worker claims it)
+        expect(await isDue(run.runId)).toBe(true);
+        // retrying the same run again returns its retry
+        expect(await journal.retry(first.runId, { reason: 'again' })).toMatchObject({ created: false, run: { runId: run.runId } });
+        // the retry can fail and be retried in turn
+        await failRun(run.runId);
+        const third = await journal.retry(run.runId, { reason: 'once more' });
+        expect(third).toMatchObject({ created: true, run: { runId: retryRunId(run.runId), retryOf: run.runId } });
+        expect((await journal.getRunByWorkflowId('wf-r'))!.runId).toBe(third.run.runId);
+        expect((await journal.readEvents(third.run.runId))[0]!.payload).toMatchObject({ retry: { previousRunId: run.runId, reason: 'once more' } });
+        expect((await journal.readEvents(third.run.runId))[0]!.payload).not.toHaveProperty('retry.by');
+      });
+
+      it('retry refuses open, completed and continued runs, and children; cancelled, terminated and timed-out roots retry', async () => {
+        const open = await start('o');
+        await expect(journal.retry(open.runId, { reason: 'x' })).rejects.toMatchObject({ name: 'RunStateError', status: 'running', action: 'retry' });
+        const done = await start('d');
+        await closeRun(done.runId, 'completed');
+        await expect(journal.retry(done.runId, { reason: 'x' })).rejects.toMatchObject({ name: 'RunStateError', status: 'completed' });
+        await withChildren('p', [childRun('p', 'k')]);
+        await failRun('run-p-k');
+        await expect(journal.retry('run-p-k', { reason: 'x' })).rejects.toMatchObject({ name: 'RunStateError', status: 'failed' });
+        await expect(journal.retry('run-nope', { reason: 'x' })).rejects.toBeInstanceOf(UnknownRunError);
+        for (const [key, mode] of [['cx', 'cancel'], ['tx', 'terminate']] as const) {
+          const r = await start(key);
+          await journal.cancel(r.runId, { reason: 'stop', mode, graceMs: 0, maxChildDepth: 10 });
+          expect((await journal.retry(r.runId, { reason: 'x' })).created).toBe(true);
+        }
+        const t = await start('t');
+        await closeRun(t.runId, 'timed_out', { error: { name: 'RunTimeoutError', message: 'late' } });
+        expect((await journal.retry(t.runId, { reason: 'x' })).created).toBe(true);
+        expect(await journal.getRun(open.runId)).toMatchObject({ status: 'running', retriedTo: null });
+      });
+
+      it('a bulk dry run lists the open runs the filter matches and changes nothing; the real one cancels them', async () => {
+        await fleet();
+        const client = new Client(journal, { logger: pino({ level: 'silent' }) });
+        const before = await Promise.all(['run-a', 'run-a-y', 'run-c'].map(async (id) => [await journal.getRun(id), await journal.readEvents(id)]));
+        const dry = await client.cancelMany({ workflow: 'parent' }, 'cleanup', { dryRun: true });
+        expect(dry).toMatchObject({ dryRun: true, matched: 2, done: [], skipped: [], more: false });
+        expect(dry.runs.map((r) => r.runId)).toEqual(['run-c', 'run-a']);
+        const dryAll = await client.terminateMany({}, 'cleanup', { dryRun: true, limit: 2 });
+        expect(dryAll).toMatchObject({ matched: 2, more: true });
+        const after = await Promise.all(['run-a', 'run-a-y', 'run-c'].map(async (id) => [await journal.getRun(id), await journal.readEvents(id)]));
+        expect(after).toEqual(before);
+
+        // the real one: each cancelled (graceMs 0: closed at once) with its reason journaled; the cascade closes a-y
+        const done = await client.cancelMany({ rootRunId: 'run-a' }, 'cleanup', { graceMs: 0 });
+        expect(done).toMatchObject({ dryRun: false, matched: 2, more: false });
+        expect([...done.done, ...done.skipped.map((s) => s.runId)].sort()).toEqual(['run-a', 'run-a-y']);
+        expect(await journal.getRun('run-a')).toMatchObject({ status: 'cancelled', error: { message: 'cleanup' } });
+        expect(await journal.getRun('run-a-y')).toMatchObject({ status: 'cancelled' });
+        expect(await journal.getRun('run-c')).toMatchObject({ status: 'running' });
+        expect((await journal.readEvents('run-a')).filter((e) => e.type === 'RunCancelled').map((e) => e.payload)).toEqual([{ reason: 'cleanup', forced: true }]);
+        await expect(client.cancelMany({}, '')).rejects.toMatchObject({ name: 'InvalidArgumentError', argument: 'reason' });
+      });
+
+      it('leases say who held the run before (a take-over) and who the run is', async () => {
+        const kids = [childRun('p', 'k')];
+        await withChildren('p', kids);
+        const first = await journal.acquire('run-p-k', 'w1', LEASE_MS);
+        expect(first).toMatchObject({ previousOwner: null, run: { workflowId: 'wf-p/k', workflow: 'kid', parentRunId: 'run-p', rootRunId: 'run-p' } });
+        clock.advance(LEASE_MS + 1);
+        const [taken] = await journal.claimDue({ owner: 'w2', queues: [QUEUE], limit: 10, leaseMs: LEASE_MS });
+        expect(taken).toMatchObject({ runId: 'run-p-k', owner: 'w2', previousOwner: 'w1', run: { workflow: 'kid', parentRunId: 'run-p', rootRunId: 'run-p' } });
+        await journal.release(taken!);
+        expect(await journal.acquire('run-p-k', 'w3', LEASE_MS)).toMatchObject({ previousOwner: null });
+      });
+
+      it('listWorkers: alive while heartbeating, gone after 3 silent intervals or once stopped', async () => {
+        const beat = (workerId: string, extra: Partial<WorkerHeartbeat> = {}) =>
+          journal.workerHeartbeat({
+            workerId,
+            host: 'h1',
+            pid: 42,
+            queues: [QUEUE],
+            workflows: ['parent'],
+            activities: ['charge'],
+            concurrency: 10,
+            activeRuns: 0,
+            startedAt: 1000,
+            heartbeatIntervalMs: 1000,
+            ...extra,
+          });
+        const status = async () => Object.fromEntries((await journal.listWorkers()).map((w) => [w.workerId, w.status]));
+        await beat('w1');
+        await beat('w2', { activeRuns: 3 });
+        expect(await journal.listWorkers()).toEqual([
+          expect.objectContaining({ workerId: 'w1', status: 'alive', lastSeenAt: clock.now(), stoppedAt: null, activeRuns: 0 }),
+          expect.objectContaining({ workerId: 'w2', status: 'alive', host: 'h1', pid: 42, queues: [QUEUE], workflows: ['parent'], activities: ['charge'], concurrency: 10, activeRuns: 3, startedAt: 1000, heartbeatIntervalMs: 1000 }),
+        ]);
+        clock.advance(2000);
+        await beat('w1', { activeRuns: 1 });
+        clock.advance(1000);
+        expect(await status()).toEqual({ w1: 'alive', w2: 'alive' }); // w2: 3000 ms = 3 intervals, not more
+        clock.advance(1);
+        expect(await status()).toEqual({ w1: 'alive', w2: 'gone' });
+        await journal.workerStopped('w1');
+        const listed = await journal.listWorkers();
+        expect(listed.find((w) => w.workerId === 'w1')).toMatchObject({ status: 'gone', stoppedAt: clock.now(), activeRuns: 1 });
+        // a late heartbeat of the stopped process does not bring it back; a new process with the same id does
+        await beat('w1');
+        expect(await status()).toEqual({ w1: 'gone', w2: 'gone' });
+        await beat('w1', { startedAt: 5000 });
+        expect(await status()).toEqual({ w1: 'alive', w2: 'gone' });
+        expect((await journal.listWorkers())[0]!.workerId).toBe('w1'); // alive first
+        await journal.workerStopped('no-such-worker');
+        // gone workers are forgotten after a week (the next heartbeat of any worker deletes them)
+        clock.advance(WORKER_RETENTION_MS + 10);
+        await beat('w3');
+        expect(await status()).toEqual({ w3: 'alive' });
+      });
+
+      it('ping answers', async () => {
+        await expect(journal.ping()).resolves.toBeUndefined();
       });
     });
 

@@ -20,6 +20,8 @@ export type EventPayloads = {
     depth: number;
     /** Execution timeout: the run closes as timed_out when it is still open at this time. */
     deadline?: number;
+    /** The run is an operator's retry of `previousRunId` (same workflow id and input): why, and who asked. */
+    retry?: RetryNote;
   };
 
   // decisions
@@ -105,6 +107,14 @@ export type EventPayloads = {
   RunTerminated: { reason: string };
 };
 
+/** Why a run was started as a retry (RunStarted.retry): an operator's action, journaled with its reason. */
+export interface RetryNote {
+  previousRunId: string;
+  reason: string;
+  /** Who asked (the client's identity), when known. */
+  by?: string;
+}
+
 export interface ChildOutcomePayload {
   path: string;
   callId: string;
@@ -117,7 +127,7 @@ export interface ChildOutcomePayload {
  * its engine from it without reading it back, so all three must agree key for key.
  */
 export function runStartedPayload(
-  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined },
+  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined; retry?: RetryNote | undefined },
   input: unknown,
   depth: number,
 ): EventPayloads['RunStarted'] {
@@ -129,6 +139,7 @@ export function runStartedPayload(
     ...(run.deadline !== undefined ? { deadline: run.deadline } : {}),
     ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
     ...(run.callId ? { callId: run.callId } : {}),
+    ...(run.retry ? { retry: run.retry } : {}),
   };
 }
 

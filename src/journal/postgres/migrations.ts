@@ -178,6 +178,65 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_due_idx ON ${s}.runs (queue, workflow, next_wakeup_at) WHERE next_wakeup_at IS NOT NULL;
     `,
   },
+  {
+    version: 8,
+    name: 'operating: run listings, retries, workers',
+    sql: (s) => `
+      -- Retry (an operator's): a closed root run is retried as a new run of the same workflow id. retry_of on the new
+      -- run, retried_to on the retried one (like continued_from/continued_to), so getRunByWorkflowId picks the newest
+      -- run: the one neither continued nor retried. Only the first run of an instance holds its workflow id uniquely
+      -- (idempotent start); a retry, like a continue-as-new run, shares it. Two retries of one run cannot both be
+      -- created: the retry's run id is derived from the retried run's (the primary key refuses the second).
+      ALTER TABLE ${s}.runs ADD COLUMN retry_of text, ADD COLUMN retried_to text;
+      DROP INDEX ${s}.runs_workflow_id_first_key;
+      CREATE UNIQUE INDEX runs_workflow_id_first_key ON ${s}.runs (workflow_id) WHERE continued_from IS NULL AND retry_of IS NULL;
+
+      -- Listings (Sql.listRuns, countRuns): newest first, keyset pagination on (created_at, run_id). Each filter has an
+      -- index whose key ends with (created_at, run_id), so a page is one index range scanned backwards from the cursor,
+      -- whatever the table holds. run_id is compared bytewise (COLLATE "C"), as the memory journal compares it. Several
+      -- statuses are one scan of runs_status_idx per status, merged (see Sql.listRuns).
+      -- The cost, paid on every insert and close: a close changes status and closed_at, which are now indexed, so it
+      -- is no longer a heap-only-tuple update (migration 4); a new run writes seven more index entries.
+      -- no filter, startedAfter/startedBefore (created_at ranges)
+      CREATE INDEX runs_created_idx ON ${s}.runs (created_at, run_id COLLATE "C");
+      -- status (one or several)
+      CREATE INDEX runs_status_idx ON ${s}.runs (status, created_at, run_id COLLATE "C");
+      -- workflow
+      CREATE INDEX runs_workflow_idx ON ${s}.runs (workflow, created_at, run_id COLLATE "C");
+      -- queue
+      CREATE INDEX runs_queue_idx ON ${s}.runs (queue, created_at, run_id COLLATE "C");
+      -- workflowIdPrefix: a prefix LIKE becomes a range scan on a bytewise-ordered key, whatever the database's collation
+      CREATE INDEX runs_workflow_id_prefix_idx ON ${s}.runs (workflow_id COLLATE "C");
+      -- closedAfter/closedBefore: closed runs only
+      CREATE INDEX runs_closed_idx ON ${s}.runs (closed_at) WHERE closed_at IS NOT NULL;
+      -- listDescendants of a root (breadth first: depth, created_at, run_id), a page at a time; also listRuns by
+      -- rootRunId, which reads the tree's entries and sorts them newest first (one tree, not the table)
+      CREATE INDEX runs_root_idx ON ${s}.runs (root_run_id, depth, created_at, run_id COLLATE "C");
+      -- parentRunId: the parent index gains run_id, so a page of a 10,000-child fan-out whose children share one
+      -- created_at (one commit created them) starts at the cursor instead of re-reading the ties. It still serves
+      -- listChildren, childOutcomes, the cancel cascade and listDescendants below a run that is not a root.
+      DROP INDEX ${s}.runs_parent_idx;
+      CREATE INDEX runs_parent_idx ON ${s}.runs (parent_run_id, created_at, run_id COLLATE "C") WHERE parent_run_id IS NOT NULL;
+
+      -- Workers (Journal.workerHeartbeat, listWorkers): one row per worker process, refreshed every heartbeat interval
+      -- and marked stopped on graceful shutdown. Gone = stopped, or not seen for 3 intervals (computed when listed, by
+      -- the journal's clock). Rows not seen for 7 days are deleted by the next heartbeat of any worker.
+      CREATE TABLE ${s}.workers (
+        worker_id     text PRIMARY KEY,
+        host          text NOT NULL,
+        pid           integer NOT NULL,
+        queues        text[] NOT NULL,
+        workflows     text[] NOT NULL,
+        activities    text[] NOT NULL,
+        concurrency   integer NOT NULL,
+        active_runs   integer NOT NULL,
+        interval_ms   integer NOT NULL,
+        started_at    bigint NOT NULL,
+        last_seen_at  bigint NOT NULL,
+        stopped_at    bigint
+      );
+    `,
+  },
 ];
 
 /**
