@@ -18,6 +18,7 @@ export {
   uuid,
   sideEffect,
   waitForSignal,
+  defineSignal,
   continueAsNew,
   Command,
 } from './runtime/commands.js';
@@ -36,7 +37,10 @@ export type {
   SettledOf,
   InputOf,
   OutputOf,
+  SignalDef,
+  PayloadOf,
 } from './runtime/commands.js';
+export type { ActivityContext } from './runtime/activities.js';
 export * from './runtime/errors.js';
 export type { EventType, EventPayloads, JournalEvent, NewEvent } from './runtime/events.js';
 export { RunEngine, DEFAULT_MAX_CHILD_DEPTH } from './runtime/engine.js';

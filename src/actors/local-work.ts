@@ -1,9 +1,15 @@
 import type { ActivityTask } from '../runtime/engine.js';
 import type { NewEvent } from '../runtime/events.js';
+import { ActivityAbortedError, CancelledError } from '../runtime/errors.js';
+import type { Journal } from '../journal/journal.js';
 
 /** Activities running in this process for one run; results wait here until the next activation journals them. */
 export class LocalWork {
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Each running task's abort controller: its activity's `ctx.signal` (see abort, stop). */
+  private readonly controllers = new Map<string, AbortController>();
+  /** Set by stop(): the run's actor has ended here, results are dropped. */
+  private stopped = false;
   private ready: NewEvent[] = [];
   /** Paths of the results in `ready`: finished here, not yet handed to an activation. */
   private readonly readyPaths = new Set<string>();
@@ -38,18 +44,46 @@ export class LocalWork {
    * open, for runs taken over from a dead worker; without the second check an activity that had just finished here,
    * and whose ACTIVITY_DONE caused that very activation, would be executed a second time.)
    */
-  start(task: ActivityTask, run: () => Promise<NewEvent>): Promise<void> {
+  start(task: ActivityTask, run: (signal: AbortSignal) => Promise<NewEvent>): Promise<void> {
     const running = this.inflight.get(task.path);
     if (running) return running;
     if (this.readyPaths.has(task.path)) return Promise.resolve();
-    const p = run().then((delivery) => {
+    const controller = new AbortController();
+    this.controllers.set(task.path, controller);
+    const p = run(controller.signal).then((delivery) => {
       this.inflight.delete(task.path);
+      this.controllers.delete(task.path);
+      if (this.stopped) return;
       this.ready.push(delivery);
       this.readyPaths.add(task.path);
       this.onReady();
     });
     this.inflight.set(task.path, p);
     return p;
+  }
+
+  /** The paths of the tasks running here now. */
+  running(): string[] {
+    return [...this.inflight.keys()];
+  }
+
+  /**
+   * Aborts the running tasks at `paths` (default: all) with `reason`: their activities' signals fire and each ends at
+   * once, failed with that reason, a result the run still journals (a graceful cancel: the code no longer waits for
+   * them, the history says what became of them).
+   */
+  abort(reason: Error, paths: Iterable<string> = [...this.controllers.keys()]): void {
+    for (const p of paths) this.controllers.get(p)?.abort(reason);
+  }
+
+  /**
+   * The run's actor has ended here (its run closed, was closed from outside, was taken over; the worker shuts down):
+   * aborts whatever still runs, with `reason`, and drops the results: nobody here will journal them.
+   */
+  stop(reason: Error | Promise<Error>): void {
+    this.stopped = true;
+    if (reason instanceof Error) this.abort(reason);
+    else void reason.then((r) => this.abort(r), () => this.abort(abortReason('lost', null)));
   }
 
   take(): NewEvent[] {
@@ -74,4 +108,37 @@ export async function settleWithin(p: Promise<unknown>, deadline: number): Promi
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
   clearTimeout(timer);
+}
+
+/**
+ * Why the activities of a run whose actor ended here (`how`: the run actor's end) are aborted: the `reason` of their
+ * `ctx.signal`. A run being cancelled says so (CancelledError with the cancel's reason), whatever ended the actor.
+ */
+export function abortReason(how: string, cancelReason: string | null): Error;
+/**
+ * (`how` 'lost', with the journal: a run whose lease was voided is most often being cancelled; its inbox says so.)
+ */
+export function abortReason(how: string, cancelReason: string | null, journal: Pick<Journal, 'inbox'>, runId: string): Error | Promise<Error>;
+export function abortReason(how: string, cancelReason: string | null, journal?: Pick<Journal, 'inbox'>, runId?: string): Error | Promise<Error> {
+  if (cancelReason === null && how === 'lost' && journal && runId) {
+    return journal.inbox(runId).then(
+      (inbox) => abortReason(how, inbox.cancel?.reason ?? null),
+      () => abortReason(how, null),
+    );
+  }
+  if (cancelReason !== null) return new CancelledError(cancelReason);
+  switch (how) {
+    case 'closed':
+      return new ActivityAbortedError('its run closed');
+    case 'stopped':
+      return new ActivityAbortedError('its run was closed from outside (cancelled or terminated)');
+    case 'lost':
+      return new ActivityAbortedError('its run was taken over by another worker, or closed from outside');
+    case 'blocked':
+      return new ActivityAbortedError('its run is blocked');
+    case 'shutdown':
+      return new ActivityAbortedError('the worker shut down before it finished (past its grace period)');
+    default:
+      return new ActivityAbortedError('its run stopped in this worker; it resumes from its journal');
+  }
 }

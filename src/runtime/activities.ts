@@ -1,10 +1,11 @@
 import type { RetryPolicy } from './commands.js';
 import { ActivityTimeoutError, serializeError, UnknownActivityError } from './errors.js';
 import type { NewEvent } from './events.js';
-import { journalValue } from './json.js';
+import { deriveId, journalValue } from './json.js';
 import type { Registry } from './registry.js';
 import type { ActivityTask } from './engine.js';
 import type { Clock } from '../journal/journal.js';
+import pino, { type Logger } from 'pino';
 
 export const DEFAULT_ACTIVITY_RETRY: Required<RetryPolicy> = {
   maximumAttempts: 3,
@@ -29,19 +30,87 @@ export function unavailableActivityBackoffMs(attempts: number, random: () => num
   return Math.round(base * (0.8 + 0.4 * random()));
 }
 
+/**
+ * The second argument of every activity function: who it runs for, which attempt this is, a signal that says when
+ * to stop, a heartbeat and a logger.
+ *
+ * ```ts
+ * const charge = defineActivity('charge', async (o: Order, ctx) => {
+ *   ctx.log.info({ amount: o.amount }, 'charging');
+ *   return payments.charge(o, { idempotencyKey: ctx.activityId, signal: ctx.signal });
+ * });
+ * ```
+ */
+export interface ActivityContext {
+  /** The run that scheduled this activity. */
+  readonly runId: string;
+  readonly workflowId: string;
+  /** The activity's name. */
+  readonly activity: string;
+  /**
+   * Stable across attempts, workers and replays: derived from the run id and the call's position in the workflow
+   * (its call path), so it is the idempotency key to give a payment or e-mail API.
+   */
+  readonly activityId: string;
+  /** 1 for the first attempt, then 2, 3, … per retry (in this worker; a worker that takes the run over starts at 1). */
+  readonly attempt: number;
+  /**
+   * Aborted when this attempt's result is no longer wanted, with the reason as `signal.reason`: the attempt's
+   * `timeoutMs` passed (ActivityTimeoutError); its run is being cancelled (CancelledError); its run was closed from
+   * outside (cancel, terminate), closed, or taken over, or the worker shut down past its grace period
+   * (ActivityAbortedError). Pass it to `fetch`, database drivers, child processes.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Says the activity is alive: restarts this attempt's `timeoutMs` (so a long activity that heartbeats is not
+   * timed out), and keeps `details` (when given) for the next attempt, which reads them as `heartbeatDetails`.
+   */
+  heartbeat(details?: unknown): void;
+  /** The last details the previous attempts heartbeated (e.g. how far a batch got), or undefined. */
+  readonly heartbeatDetails: unknown;
+  /** A pino logger bound to the run: runId, workflowId, activity, activityId and attempt on every line. */
+  readonly log: Logger;
+}
+
+/** The idempotency key of the activity at `path` in run `runId` (what `ctx.activityId` is). */
+export function activityIdOf(runId: string, path: string): string {
+  return deriveId('a_', runId, path);
+}
+
 export interface ActivityRunOptions {
   clock: Clock;
   /** Waits between attempts; tests pass one that does not really sleep. */
   delay?: (ms: number) => Promise<void>;
+  /** The run the activity belongs to (its context's ids). */
+  run?: { runId: string; workflowId: string };
+  /**
+   * Aborted when the activity's result is no longer wanted (its run was cancelled or closed, the worker shuts down):
+   * the running attempt's `ctx.signal` is aborted with the same reason, runActivity stops waiting for it and retries
+   * no more, and resolves at once with the activity failed with that reason.
+   */
+  signal?: AbortSignal;
+  /** The logger activities log to (bound to the run for each attempt). Default: pino at SKEIN_LOG_LEVEL (info). */
+  log?: Logger;
 }
 
 const realDelay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+let defaultLog: Logger | undefined;
+/** One process-wide logger for activities run without one (the test environment): SKEIN_LOG_LEVEL, default info. */
+function fallbackLog(): Logger {
+  return (defaultLog ??= pino({ level: process.env.SKEIN_LOG_LEVEL ?? 'info' }));
+}
 
 /**
  * Runs one activity with its retry policy, in this process, and turns the outcome into the delivery the run will
  * journal. The value is round-tripped through JSON here so the workflow sees the same value live and on replay. A
  * result that cannot be journaled fails the activity (never retried), and so does an unknown activity name here; a
  * worker never gets that far: it does not run an activity it does not register, it stalls the run (run-machine.ts).
+ *
+ * Each attempt gets an ActivityContext. An attempt that outlives its `timeoutMs` (restarted by each heartbeat) has its
+ * signal aborted and fails with ActivityTimeoutError (retryable); one whose `opts.signal` aborts ends the activity at
+ * once, failed with the signal's reason (no more retries). JavaScript cannot preempt a function: an attempt that
+ * ignores its signal keeps running, and whatever it returns then is ignored.
  */
 export async function runActivity(registry: Registry, task: ActivityTask, opts: ActivityRunOptions): Promise<NewEvent> {
   let def;
@@ -53,9 +122,34 @@ export async function runActivity(registry: Registry, task: ActivityTask, opts: 
   const policy = { ...DEFAULT_ACTIVITY_RETRY, ...def.options.retry };
   const delay = opts.delay ?? realDelay;
   const timeoutMs = def.options.timeoutMs;
+  const stop = opts.signal;
+  const runId = opts.run?.runId ?? '';
+  const workflowId = opts.run?.workflowId ?? '';
+  const activityId = activityIdOf(runId, task.path);
+  let details: unknown;
   for (let attempt = 1; ; attempt++) {
+    if (stop?.aborted) return failed(task, stop.reason, Math.max(1, attempt - 1), opts.clock);
     try {
-      const value = timeoutMs === undefined ? await def.fn(task.input) : await withTimeout(() => def.fn(task.input), timeoutMs, task.name);
+      const value = await runAttempt(def.fn, task, timeoutMs, stop, (signal, heartbeat) => {
+        let log: Logger | undefined;
+        const ctx: ActivityContext = {
+          runId,
+          workflowId,
+          activity: task.name,
+          activityId,
+          attempt,
+          signal,
+          heartbeat(d?: unknown) {
+            if (d !== undefined) details = d;
+            heartbeat();
+          },
+          heartbeatDetails: details,
+          get log() {
+            return (log ??= (opts.log ?? fallbackLog()).child({ runId, workflowId, activity: task.name, activityId, attempt }));
+          },
+        };
+        return ctx;
+      });
       let result: unknown;
       try {
         result = journalValue(value, `result of activity '${task.name}'`);
@@ -64,24 +158,58 @@ export async function runActivity(registry: Registry, task: ActivityTask, opts: 
       }
       return { type: 'ActivityCompleted', payload: { path: task.path, result, closedAt: opts.clock.now(), attempts: attempt } };
     } catch (err) {
+      if (stop?.aborted) return failed(task, stop.reason, attempt, opts.clock);
       const name = err instanceof Error ? err.name : 'Error';
       const nonRetryable = (err as { nonRetryable?: boolean })?.nonRetryable === true || policy.nonRetryableErrors.includes(name);
       if (nonRetryable || attempt >= policy.maximumAttempts) return failed(task, err, attempt, opts.clock);
-      await delay(backoffMs(policy, attempt));
+      await untilAborted(delay(backoffMs(policy, attempt)), stop);
     }
   }
 }
 
-/** Races one attempt against its timeout. The attempt itself cannot be aborted; its late result is ignored. */
-async function withTimeout<T>(fn: () => T | Promise<T>, ms: number, name: string): Promise<T> {
+/**
+ * One attempt: calls the activity with its context and races it against its timeout (restarted by each heartbeat)
+ * and the outer signal. Either aborts the attempt's signal, with its reason, and rejects with that reason.
+ */
+async function runAttempt(
+  fn: (input: any, ctx: ActivityContext) => unknown,
+  task: ActivityTask,
+  timeoutMs: number | undefined,
+  stop: AbortSignal | undefined,
+  makeCtx: (signal: AbortSignal, heartbeat: () => void) => ActivityContext,
+): Promise<unknown> {
+  const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      Promise.resolve().then(fn),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ActivityTimeoutError(name, ms)), ms))),
-    ]);
-  } finally {
+  let done = false;
+  const arm = () => {
+    if (timeoutMs === undefined || done) return;
     clearTimeout(timer);
+    timer = setTimeout(() => ac.abort(new ActivityTimeoutError(task.name, timeoutMs)), timeoutMs);
+  };
+  const onStop = () => ac.abort(stop!.reason);
+  stop?.addEventListener('abort', onStop, { once: true });
+  arm();
+  try {
+    const ctx = makeCtx(ac.signal, arm);
+    if (timeoutMs === undefined && !stop) return await fn(task.input, ctx);
+    const aborted = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(ac.signal.reason), { once: true }));
+    return await Promise.race([Promise.resolve().then(() => fn(task.input, ctx)), aborted]);
+  } finally {
+    done = true;
+    clearTimeout(timer);
+    stop?.removeEventListener('abort', onStop);
+  }
+}
+
+/** Waits for `p`, or until `signal` aborts. */
+async function untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return;
+  let onAbort: () => void = () => {};
+  try {
+    await Promise.race([p, new Promise<void>((r) => signal.addEventListener('abort', (onAbort = () => r()), { once: true }))]);
+  } finally {
+    signal.removeEventListener('abort', onAbort);
   }
 }
 

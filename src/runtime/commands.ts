@@ -4,6 +4,8 @@
  * `yield cmd` still works (typed `any`).
  */
 
+import type { ActivityContext } from './activities.js';
+
 export type CommandKind =
   | 'child'
   | 'childResult'
@@ -90,7 +92,7 @@ export interface ChildOptions<O = unknown> {
    * Wait until the child has really stopped before the parent goes on after cancelling it (timeout, close). skein
    * always does: a child closed by its parent is closed in the same transaction that decides it, and its worker's
    * later writes are refused (fenced), so the parent never resumes before the child's workflow has stopped. An
-   * activity function the child was running is not interrupted (JavaScript cannot preempt it); its result is dropped.
+   * activity function the child was running has its `ctx.signal` aborted; whatever it still returns is dropped.
    */
   waitForCancellation?: boolean;
 }
@@ -104,7 +106,12 @@ export interface ChildHandle<O = unknown> {
   /** Stays the same across the child's continue-as-new chain. */
   readonly callId: string;
   result(): Command<O>;
-  /** Sends a signal to the child, exactly once (journaled by the parent). */
+  /**
+   * Sends a signal to the child, exactly once (journaled by the parent): a `defineSignal` definition and its typed
+   * payload, or a name and any payload.
+   */
+  signal<T>(signal: SignalDef<T>, payload: T): Command<void>;
+  signal(signal: SignalDef<void>): Command<void>;
   signal(name: string, payload?: unknown): Command<void>;
 }
 
@@ -190,15 +197,23 @@ export interface ActivityOptions {
 
 export interface ActivityDef<I = any, O = any> {
   readonly name: string;
-  readonly fn: (input: I) => O | Promise<O>;
+  readonly fn: (input: I, ctx: ActivityContext) => O | Promise<O>;
   readonly options: ActivityOptions;
 }
 
-/** Declares an activity: a plain (async) function whose result is journaled, so it never runs again on replay. */
-export function defineActivity<I, O>(name: string, fn: (input: I) => O | Promise<O>, options: ActivityOptions = {}): ActivityDef<I, Awaited<O>> {
+/**
+ * Declares an activity: a plain (async) function whose result is journaled, so it never runs again on replay. It gets
+ * its input and an `ActivityContext` (`runId`, `workflowId`, `activityId` — the idempotency key —, `attempt`,
+ * `signal`, `heartbeat`, `heartbeatDetails`, `log`).
+ */
+export function defineActivity<I, O>(
+  name: string,
+  fn: (input: I, ctx: ActivityContext) => O | Promise<O>,
+  options: ActivityOptions = {},
+): ActivityDef<I, Awaited<O>> {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError('defineActivity(name, fn): name must be a non-empty string');
   if (typeof fn !== 'function') throw new TypeError(`defineActivity('${name}', fn): fn must be a function`);
-  return Object.freeze({ name, fn: fn as (input: I) => Promise<Awaited<O>>, options });
+  return Object.freeze({ name, fn: fn as (input: I, ctx: ActivityContext) => Promise<Awaited<O>>, options });
 }
 
 export class ActivityCommand<T> extends Command<T> {
@@ -262,6 +277,37 @@ export function sideEffect<T>(fn: () => T): Command<T> {
 // ---------------------------------------------------------------------------------------------------------------
 // Signals and continue-as-new
 
+/**
+ * A signal's name and payload type, declared once and shared by the workflow that waits for it and the code that
+ * sends it, so that a misspelt signal or a payload of the wrong type does not compile:
+ *
+ * ```ts
+ * export const approve = defineSignal<{ by: string }>('approve');
+ * const who = yield* waitForSignal(approve);            // { by: string }
+ * await client.signal(runId, approve, { by: 'ada' });   // the payload is checked
+ * ```
+ */
+export interface SignalDef<T = unknown> {
+  readonly kind: 'signal';
+  readonly name: string;
+  /** Type-only marker (invariant in T), so that a payload of another type is refused. */
+  readonly __payload?: (payload: T) => T;
+}
+
+/** The payload type of a signal definition. */
+export type PayloadOf<S> = S extends SignalDef<infer T> ? T : never;
+
+/** Declares a signal: its name, and (type-only) its payload type. `defineSignal('ping')` carries no payload. */
+export function defineSignal<T = void>(name: string): SignalDef<T> {
+  if (typeof name !== 'string' || !name) throw new TypeError('defineSignal(name): name must be a non-empty string');
+  return Object.freeze({ kind: 'signal' as const, name });
+}
+
+/** The name of a signal given by definition or by name (what the journal records). */
+export function signalName(signal: SignalDef<any> | string): string {
+  return typeof signal === 'string' ? signal : signal?.name;
+}
+
 export class WaitForSignalCommand<T> extends Command<T> {
   readonly kind = 'waitForSignal' as const;
   constructor(
@@ -276,8 +322,11 @@ export class WaitForSignalCommand<T> extends Command<T> {
  * Waits durably for the next signal named `name` and returns its payload. Signals sent before the wait are
  * buffered; each is delivered once, in send order. With `timeout` (ms), throws SignalTimeoutError when none came.
  */
-export function waitForSignal<T = unknown>(name: string, options: { timeout?: number } = {}): Command<T> {
-  if (typeof name !== 'string' || !name) throw new TypeError('waitForSignal(name): name must be a non-empty string');
+export function waitForSignal<T>(signal: SignalDef<T>, options?: { timeout?: number }): Command<T>;
+export function waitForSignal<T = unknown>(name: string, options?: { timeout?: number }): Command<T>;
+export function waitForSignal<T = unknown>(signal: SignalDef<T> | string, options: { timeout?: number } = {}): Command<T> {
+  const name = signalName(signal);
+  if (typeof name !== 'string' || !name) throw new TypeError('waitForSignal(name): name must be a non-empty string or a defineSignal() definition');
   const t = options.timeout;
   if (t !== undefined && (!Number.isFinite(t) || t < 0)) throw new RangeError(`waitForSignal: timeout must be a finite number >= 0, got ${t}`);
   return new WaitForSignalCommand<T>(name, t ?? null);

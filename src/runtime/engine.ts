@@ -10,6 +10,8 @@ import {
   SideEffectCommand,
   SleepCommand,
   WaitForSignalCommand,
+  signalName,
+  type SignalDef,
   type ParentClosePolicy,
   type RetryPolicy,
   type ChildHandle,
@@ -346,6 +348,11 @@ export class RunEngine {
   /** Whether a CancelRequested is journaled (the host then stops fetching it). */
   get cancelRequested(): boolean {
     return this.cancelState !== null;
+  }
+
+  /** The reason of the journaled (or just delivered) cancel request, or null. */
+  get cancelReason(): string | null {
+    return this.cancelState?.reason ?? null;
   }
 
   /** Signal ids this run has journaled (so the host never delivers one twice). */
@@ -754,7 +761,7 @@ export class RunEngine {
         workflowId: childWorkflowId,
         callId,
         result: () => new ChildResultCommand(state.handle),
-        signal: (name: string, payload?: unknown) => new ChildSignalCommand(state.handle, name, payload),
+        signal: (sig: SignalDef<any> | string, payload?: unknown) => new ChildSignalCommand(state.handle, signalName(sig), payload),
       }),
     };
     this.childByPath.set(path, state);

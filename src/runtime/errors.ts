@@ -251,6 +251,18 @@ export class ActivityTimeoutError extends SkeinError {
   }
 }
 
+/**
+ * The `reason` of an activity's `ctx.signal` when its result is no longer wanted in this process: its run was closed
+ * from outside (cancelled or terminated), closed by its own code, taken over by another worker, or the worker shut
+ * down past its grace period. (A timeout aborts with ActivityTimeoutError, a graceful cancel of the run with
+ * CancelledError.) The activity's result, if it still produces one, is dropped.
+ */
+export class ActivityAbortedError extends SkeinError {
+  constructor(readonly reason: string) {
+    super(`activity aborted: ${reason}`);
+  }
+}
+
 /** A run reached its execution timeout (client.start's `executionTimeoutMs`). */
 export class RunTimeoutError extends SkeinError {
   constructor(readonly runId: string, readonly deadline: number) {

@@ -1,7 +1,8 @@
+import type { ActivityContext } from './activities.js';
 import type { ActivityDef, WorkflowDef } from './commands.js';
 import { UnknownActivityError, UnknownWorkflowError } from './errors.js';
 
-export type ActivityFn = (input: any) => unknown;
+export type ActivityFn = (input: any, ctx: ActivityContext) => unknown;
 /** Activities as a list of definitions or as a name -> function map. */
 export type ActivitiesInput = readonly ActivityDef[] | Record<string, ActivityFn | ActivityDef>;
 export type WorkflowsInput = readonly WorkflowDef[] | Record<string, WorkflowDef>;

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { WorkflowDef } from '../runtime/commands.js';
+import { signalName, type SignalDef, type WorkflowDef } from '../runtime/commands.js';
 import { SkeinError, WorkflowFailedError } from '../runtime/errors.js';
 import type { ActivityDef } from '../runtime/commands.js';
 import type { ActivityFn, ActivitiesInput, WorkflowsInput } from '../runtime/registry.js';
@@ -188,8 +188,11 @@ export class TestEnv {
   }
 
   /** Sends a signal to a run (it is delivered when the run next activates; see runUntilIdle/result). */
-  signal(runId: string, name: string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
-    return this.client.signal(runId, name, payload, options);
+  signal<T>(runId: string, signal: SignalDef<T>, payload: T, options?: { signalId?: string }): Promise<{ signalId: string }>;
+  signal(runId: string, signal: SignalDef<void>): Promise<{ signalId: string }>;
+  signal(runId: string, name: string, payload?: unknown, options?: { signalId?: string }): Promise<{ signalId: string }>;
+  signal(runId: string, signal: SignalDef<any> | string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
+    return this.client.signal(runId, signalName(signal), payload, options);
   }
 
   /** Cancels a run (and its open, non-abandoned descendants); `graceMs` of virtual time for its cleanup code. */
@@ -305,12 +308,7 @@ export class TestEnv {
   }
 
   private nextTimer(): number | null {
-    const now = this.clock.now();
-    let next = Infinity;
-    for (const r of this.journal.allRuns()) {
-      if (r.status === 'running' && r.nextWakeupAt !== null && r.nextWakeupAt > now) next = Math.min(next, r.nextWakeupAt);
-    }
-    return Number.isFinite(next) ? next : null;
+    return this.simulation.nextTimer();
   }
 
   private async stuck(run: RunRecord): Promise<Error> {

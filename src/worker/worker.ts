@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino';
 import { EngineCache, type RunHost } from '../actors/activation.js';
 import type { FreshRun, RunEndReason, RunServices } from '../actors/run-machine.js';
 import { workerSystemMachine } from '../actors/worker-system.js';
+import { abortReason } from '../actors/local-work.js';
 import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
 import type { CommitResult, Journal, Lease } from '../journal/journal.js';
@@ -205,9 +206,12 @@ export class Worker {
     const deadline = Date.now() + this.shutdownGraceMs;
     while (this.active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     const held: Lease[] = [];
+    // The grace period is over: activities still running are aborted (ctx.signal) and their results dropped.
+    const aborted = abortReason('shutdown', null);
     for (const slot of this.system.getSnapshot().context.runs.values()) {
       const lease = slot.actor?.getSnapshot().context.lease;
       if (lease) held.push(lease);
+      slot.actor?.getSnapshot().context.work?.stop(aborted);
     }
     this.system.stop();
     // Whatever is still held goes back to the journal: another worker picks it up at once, nothing is lost.
