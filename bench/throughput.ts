@@ -21,7 +21,7 @@ import pino from 'pino';
 import { activity, all, child, defineActivity, waitForSignal, workflow } from '../src/runtime/commands.js';
 import { Client } from '../src/client/client.js';
 import { Worker } from '../src/worker/worker.js';
-import type { PgJournal } from '../src/journal/postgres/index.js';
+import { createPgJournal, type PgJournal } from '../src/journal/postgres/index.js';
 import { runOnFreshSchema } from './support.js';
 
 const trivial = defineActivity('trivial', async (n: number) => n + 1);
@@ -121,7 +121,9 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   const tps8 = await insertCommitTps(url, schema, 8);
   console.log(`skein throughput benchmark — node ${process.version}, PostgreSQL at ${url.replace(/\/\/[^@]*@/, '//')}`);
   console.log(`floors (same run): insert+commit ${fmt(tps1)} tps with 1 client, ${fmt(tps8)} tps with 8 clients\n`);
-  const client = new Client(journal, { logger: pino({ level: 'warn' }) });
+  // The client has its own connections, as it would in its own process (an API server starting and signalling runs).
+  const clientJournal = await createPgJournal({ connectionString: url, schema, maxConnections: 10 });
+  const client = new Client(clientJournal, { logger: pino({ level: 'warn' }) });
   let k = 0;
 
   // ---- W4 ----
@@ -213,6 +215,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     console.log(`W1io one parent, 1000 children x 20 ms I/O activity ${fmt(ms)} ms = ${(ms / (perChild.get(1000)! * 1000)).toFixed(2)} x W1 (1,000) of this run`);
   }
   await worker.shutdown();
+  await clientJournal.close();
   console.log('\nTargets (issue 9): W4 >= 2,000/s and >= 0.25 x 8-client floor; W5 >= 3,000/s and >= 0.4 x floor, <= 4 KB/run;');
   console.log('W1io <= 1.3 x W1; W1 at 10k/100k within 1.2 x per-child cost at 1k.');
 });

@@ -1,12 +1,12 @@
 import type { Logger } from 'pino';
 import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
 import { comparePaths, continuedRunId, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
-import { CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
+import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { storedWaits } from '../runtime/waits.js';
 import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
-import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
+import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Inbox, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
 import { LocalWork, settleWithin } from './local-work.js';
 
 export { LocalWork, settleWithin } from './local-work.js';
@@ -137,14 +137,14 @@ export function outcomeDelivery(path: string, o: ChildOutcome): NewEvent {
  * Everything new for the run: closed children not yet journaled, due timers, results of local work and, when
  * `checkInbox` (the run was woken from outside, or just loaded), signals and a cancel request.
  */
-export async function collectDeliveries(host: RunHost, engine: RunEngine, local: NewEvent[], checkInbox = true): Promise<NewEvent[]> {
+export async function collectDeliveries(host: RunHost, engine: RunEngine, local: NewEvent[], checkInbox = true, knownInbox: Inbox | null = null): Promise<NewEvent[]> {
   const out = local.slice();
   const now = host.journal.clock.now();
   out.push(...engine.dueTimers(now));
   const open = engine.openChildren();
   const [outcomes, inbox] = await Promise.all([
     open.length ? host.journal.childOutcomes(engine.run.runId, open) : [],
-    checkInbox ? host.journal.inbox(engine.run.runId) : null,
+    knownInbox ?? (checkInbox ? host.journal.inbox(engine.run.runId) : null),
   ]);
   for (const o of outcomes) {
     const at = engine.childPath(o.childRunId);
@@ -185,6 +185,8 @@ export interface StepOptions {
   leaseChildren: boolean;
   /** Read the run's inbox (signals, cancel request). Default true. */
   checkInbox?: boolean;
+  /** The inbox as read with the lease (acquireMany): used instead of reading it again. */
+  inbox?: Inbox | null;
   /**
    * Sees the run's wait before a commit that does not close it. A host that cannot go on with the run (an open
    * activity it does not have, and nothing else it runs) returns the wait to commit instead (not busy, due at the
@@ -215,7 +217,7 @@ export async function step(
 ): Promise<StepResult> {
   const committedSeq = engine.committedSeq;
   try {
-    const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true);
+    const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true, options.inbox ?? null);
     let output = engine.activate(deliveries, host.journal.clock.now());
     if (prepare && !output.close) output = await prepare(output);
     let wait = engine.waitSpec();
@@ -297,8 +299,8 @@ export interface ActivationHost {
    * it is committed, closed, in the parent's transaction.
    */
   inlineChildBudgetMs: number;
-  /** The queues this host serves: only children on them may run inline. */
-  queues: readonly string[];
+  /** The queues this host serves (a worker's list): only children on them may run inline. */
+  queues: { includes(queue: string): boolean };
   /** How many more runs this host may take now: no more children than that run inline (the rest go elsewhere). */
   capacityLeft(): number;
   /**
@@ -306,12 +308,20 @@ export interface ActivationHost {
    * read back) and route parent wake-ups.
    */
   afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void;
-  /** Runs one activity now, in this process (retries included), and resolves with its delivery. Default: the registry's function. */
-  runActivity?(runId: string, task: ActivityTask): Promise<NewEvent>;
+  /**
+   * Runs one activity now, in this process (retries included), and resolves with its delivery. Default: the registry's
+   * function, with its ActivityContext (`call` says whose it is and the signal that aborts it).
+   */
+  runActivity?(runId: string, task: ActivityTask, call?: ActivityCall): Promise<NewEvent>;
   /** Waits for `p`, not past `deadline` (on the budget clock). Default: settleWithin (one event-loop turn, then real time). */
   settle?(p: Promise<unknown>, deadline: number): Promise<void>;
   /** The clock budgets are measured on. Default: wall time (Date.now). */
   budgetNow?(): number;
+  /**
+   * Whether this host can run an activity (one it cannot is not run, nor failed: the run stalls, see stallOf).
+   * Default: registered in the registry. (The simulator runs every name: an unknown one fails as runActivity fails it.)
+   */
+  hasActivity?(name: string): boolean;
 }
 
 /**
@@ -326,6 +336,9 @@ export interface PreparedRun {
   work: LocalWork;
 }
 
+/** The most an activation spends running a large fan-out's children inline before it commits (see activateRun). */
+export const INLINE_FANOUT_CAP_MS = 2000;
+
 /** A run the host holds, as an activation sees it. */
 export interface HeldRun {
   runId: string;
@@ -334,10 +347,29 @@ export interface HeldRun {
   work: LocalWork;
   /** This activation was caused by a wake-up from outside (or is the first): read the inbox. */
   checkInbox: boolean;
+  /** The inbox the lease brought (first activation of a run leased by acquireMany). */
+  inbox?: Inbox | null;
 }
 
-function activityRunner(h: ActivationHost): (runId: string, t: ActivityTask) => Promise<NewEvent> {
-  return h.runActivity ? (runId, t) => h.runActivity!(runId, t) : (_runId, t) => runActivity(h.host.registry, t, { clock: h.host.journal.clock });
+/** What an activity's context needs from the activation that starts it. */
+export interface ActivityCall {
+  workflowId: string;
+  /** Aborted by LocalWork (the run's cancel, its actor's end): the activity's `ctx.signal` follows it. */
+  signal: AbortSignal;
+}
+
+function canRun(h: ActivationHost): (name: string) => boolean {
+  return h.hasActivity ? (name) => h.hasActivity!(name) : (name) => h.host.registry.hasActivity(name);
+}
+
+function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask, signal: AbortSignal) => Promise<NewEvent> {
+  // The logger activities get (bound to their run by runActivity): the worker's, when the host has a full logger.
+  const log = typeof (h.log as Partial<Logger>).child === 'function' ? (h.log as Logger) : undefined;
+  const clock = h.host.journal.clock;
+  return h.runActivity
+    ? (engine, t, signal) => h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal })
+    : (engine, t, signal) =>
+        runActivity(h.host.registry, t, { clock, signal, run: { runId: engine.run.runId, workflowId: engine.run.workflowId }, ...(log ? { log } : {}) });
 }
 
 /**
@@ -350,11 +382,15 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
   const run = activityRunner(services);
   const settle = services.settle ?? settleWithin;
   const budgetNow = services.budgetNow ?? Date.now;
+  const has = canRun(services);
   // (only activities registered here: one that is not is not run, nor failed, see stallOf)
   const startAll = (w: LocalWork, tasks: ActivityTask[]) =>
-    tasks.filter((t) => host.registry.hasActivity(t.name)).map((t) => w.start(t, () => run(ctx.runId, t)));
+    tasks.filter((t) => has(t.name)).map((t) => w.start(t, (signal) => run(engine, t, signal)));
   // Activities the journal shows unfinished and nobody here runs (the previous owner died): run them again.
   startAll(work, engine.openActivities());
+  // What runs before this activation: a cancel request it journals aborts these (not the cleanup the code starts).
+  const cancelledBefore = engine.cancelRequested;
+  const before = cancelledBefore ? [] : work.running();
   const prepared = new Map<string, PreparedRun>();
   let stalled: { stall: RunStall; timerAt: number | null } | undefined;
   const stall = (wait: WaitSpec) => {
@@ -362,9 +398,14 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
     if (s) stalled = { stall: s.stall, timerAt: wait.timerAt };
     return s;
   };
-  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox, stall }, async (first) => {
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox, inbox: ctx.inbox ?? null, stall }, async (first) => {
     let output = first;
-    const deadline = budgetNow() + Math.max(services.inlineActivityBudgetMs, services.inlineChildBudgetMs);
+    // The inline budget grows with the fan-out (20 ms per 200 children by default, at most INLINE_FANOUT_CAP_MS): a
+    // child run inline costs a fraction of one handed over to its own actor, so a fixed budget would make the cost per
+    // child grow with N (10,000 children would mostly be handed over).
+    const fanout = first.children.length;
+    const childBudget = Math.min(services.inlineChildBudgetMs * Math.max(1, fanout / 200), Math.max(services.inlineChildBudgetMs, INLINE_FANOUT_CAP_MS));
+    const deadline = budgetNow() + Math.max(services.inlineActivityBudgetMs, childBudget);
     const attempted = new Set<string>();
     for (;;) {
       let deliveries: NewEvent[] = [];
@@ -409,6 +450,10 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
   });
   // Activities issued and not finished inline keep running here; their results come with ACTIVITY_DONE.
   if (result.kind === 'committed' && !engine.closed) startAll(work, engine.openActivities());
+  // A graceful cancel, journaled: the code got CancelledError at its yield, so the activities it was waiting on are
+  // aborted (ctx.signal, reason CancelledError); they end failed with it (journaled as history if the run is still
+  // open then). Cleanup activities the code starts from here on run normally.
+  if (result.kind === 'committed' && !cancelledBefore && engine.cancelReason !== null) work.abort(new CancelledError(engine.cancelReason), before);
   const created: FreshRun[] =
     result.kind === 'committed'
       ? result.output.children
@@ -439,9 +484,9 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
  * comes from the lease, so it survives a hand-over). Among several stalled activities, the first by call path.
  */
 function stallOf(services: ActivationHost, ctx: HeldRun, wait: WaitSpec): { wait: WaitSpec; stall: RunStall } | undefined {
-  const registry = services.host.registry;
+  const has = canRun(services);
   const open = ctx.engine.openActivities();
-  const missing = open.filter((a) => !registry.hasActivity(a.name));
+  const missing = open.filter((a) => !has(a.name));
   if (!missing.length || missing.length < open.length || ctx.work.size > 0) return undefined;
   const first = missing.sort((a, b) => comparePaths(a.path, b.path))[0]!;
   const prev = ctx.lease.stall;
@@ -466,6 +511,7 @@ async function attemptInline(services: ActivationHost, spec: FreshRun, deadline:
   const host = services.host;
   const run = activityRunner(services);
   const settle = services.settle ?? settleWithin;
+  const has = canRun(services);
   let engine: RunEngine;
   try {
     engine = freshEngine(host, spec);
@@ -477,9 +523,9 @@ async function attemptInline(services: ActivationHost, spec: FreshRun, deadline:
   for (;;) {
     if (engine.closed || out.children.length || out.signals.length || out.closeChildren.length) break;
     // (an activity not registered here is left to the child's own actor, which stalls the child: see stallOf)
-    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path) && host.registry.hasActivity(a.name));
+    const pending = engine.openActivities().filter((a) => !work.has(a.path) && !work.isDone(a.path) && has(a.name));
     if (!pending.length && !work.size) break; // waiting on a timer or a signal: its own actor waits
-    const started = pending.map((t) => work.start(t, () => run(spec.runId, t)));
+    const started = pending.map((t) => work.start(t, (signal) => run(engine, t, signal)));
     await settle(Promise.all(started.length ? started : [work.idle()]), deadline);
     const ready = work.take();
     if (!ready.length) break; // out of time

@@ -2,7 +2,8 @@ import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'pino';
 import type { RunEngine } from '../runtime/engine.js';
 import { LeaseLostError } from '../runtime/errors.js';
-import type { Lease } from '../journal/journal.js';
+import type { Inbox, Lease } from '../journal/journal.js';
+import { abortReason } from './local-work.js';
 import {
   activateRun,
   block,
@@ -71,6 +72,8 @@ export interface RunContext {
   wakePending: boolean;
   /** This activation was caused by a wake-up from outside (or is the first): read the inbox. */
   checkInbox: boolean;
+  /** The inbox as the lease brought it, for the first activation (then checkInbox is false). */
+  inbox: Inbox | null;
   activations: number;
   error: string | null;
   /** Renewals in a row that failed on something other than a lost lease (see 'renewing'). */
@@ -145,8 +148,11 @@ export const runMachine = setup({
   actions: {
     noteWake: assign({ wakePending: true }),
     clearWake: assign({
-      // Signals and cancel requests arrive with a wake-up; a run created by this worker has none yet.
-      checkInbox: ({ context }) => context.wakePending || (context.activations === 0 && !context.fresh && context.lease.inboxPending !== false),
+      // Signals and cancel requests arrive with a wake-up; a run created by this worker has none yet. A lease granted
+      // by acquireMany brought the inbox with it: the first activation uses that unless news came in since.
+      inbox: ({ context }) => (!context.wakePending && context.activations === 0 ? (context.lease.inbox ?? null) : null),
+      checkInbox: ({ context }) =>
+        context.wakePending || (context.activations === 0 && !context.fresh && !context.lease.inbox && context.lease.inboxPending !== false),
       wakePending: false,
       activations: ({ context }) => context.activations + 1,
     }),
@@ -163,8 +169,13 @@ export const runMachine = setup({
       // once per outage, not at every retry
       if (context.renewFailures === 1) context.services.log.warn({ runId: context.runId, err: p.error }, 'lease renewal failed; will retry');
     },
-    reportEnd: ({ context }, params: { reason: RunEndReason }) =>
-      context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending }),
+    reportEnd: ({ context }, params: { reason: RunEndReason }) => {
+      // Activities still running here are no longer wanted from here: abort them (ctx.signal), drop their results.
+      if (params.reason !== 'suspended') {
+        context.work?.stop(abortReason(params.reason, context.engine?.cancelReason ?? null, context.services.host.journal, context.runId));
+      }
+      context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending });
+    },
   },
 }).createMachine({
   id: 'run',
@@ -189,6 +200,7 @@ export const runMachine = setup({
     })(),
     wakePending: false,
     checkInbox: false,
+    inbox: null,
     activations: 0,
     error: null,
     renewFailures: 0,
