@@ -54,3 +54,43 @@ export function redisUrl(value: string): string {
   if (protocol !== 'redis:' && protocol !== 'rediss:') throw new InvalidArgumentError('expected a redis:// or rediss:// URL.');
   return value;
 }
+
+/**
+ * A JSON value (`--input`, a signal's payload). Commander reports a parse error as a usage error naming the option
+ * (exit code 2); a bare word that is not JSON is refused too, so `--input ada` does not silently become a string.
+ */
+export function jsonValue(value: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch (err) {
+    throw new InvalidArgumentError(`expected JSON (${(err as Error).message}); quote strings: '"ada"'.`);
+  }
+}
+
+/** One or more run statuses, comma-separated; repeating the option adds to the list. */
+export function statusList(statuses: readonly string[]): (value: string, previous: string[] | undefined) => string[] {
+  return (value, previous) => {
+    const given = nameList(value);
+    const bad = given.filter((s) => !statuses.includes(s));
+    if (bad.length) throw new InvalidArgumentError(`unknown status ${bad.join(', ')}: expected ${statuses.join(', ')}.`);
+    return [...new Set([...(previous ?? []), ...given])];
+  };
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * A point in time: an ISO date or date-time (`2026-11-21`, `2026-11-21T05:30:00Z`), epoch milliseconds, or a duration
+ * ago (`90s`, `15m`, `2h`, `7d`). Returns epoch milliseconds.
+ */
+export function timeBound(value: string, now = Date.now()): number {
+  const v = value.trim();
+  const rel = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/.exec(v);
+  if (rel) return Math.round(now - Number(rel[1]) * UNIT_MS[rel[2]!]!);
+  if (/^\d{12,}$/.test(v)) return Number(v);
+  if (/^\d{4}-\d{2}-\d{2}/.test(v)) {
+    const t = Date.parse(v);
+    if (Number.isFinite(t)) return t;
+  }
+  throw new InvalidArgumentError('expected an ISO date-time (2026-11-21T05:30:00Z), epoch ms, or a duration ago (30s, 15m, 2h, 7d).');
+}

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { registerReplayCommand } from './replay-command.js';
+import { registerRunsCommand } from './runs-command.js';
+import { registerStartCommand } from './start-command.js';
 import { registerWorkerCommand } from './worker-command.js';
+import { registerWorkersCommand } from './workers-command.js';
 
 /** What a command's action tells main() (commander ignores what actions return). */
 export interface CliContext {
@@ -8,9 +12,10 @@ export interface CliContext {
 }
 
 /**
- * The `skein` command line: one commander program, one `register…Command(program, ctx)` per subcommand (`worker`
- * today; `runs list`, `start`, … slot in the same way). Commander parses and validates; it never exits the process
- * itself (exitOverride): main() turns its errors into one line on stderr and exit code 2.
+ * The `skein` command line: one commander program, one `register…Command(program, ctx)` per subcommand (`worker`,
+ * `start`, `runs …`, `workers`, `replay`). Commander parses and validates; it never exits the process itself
+ * (exitOverride): main() turns its errors into one line on stderr and exit code 2. Subcommands inherit these settings
+ * (commander copies them to each command created after them).
  */
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('skein')
@@ -22,6 +27,18 @@ export function buildProgram(ctx: CliContext): Command {
     .showSuggestionAfterError(true)
     .allowExcessArguments(false);
   registerWorkerCommand(program, ctx);
+  registerStartCommand(program, ctx);
+  registerRunsCommand(program, ctx);
+  registerWorkersCommand(program, ctx);
+  registerReplayCommand(program, ctx);
+  program.addHelpText(
+    'after',
+    `
+Every command that reads the journal takes --database-url (default: DATABASE_URL, else the embedded server under
+$SKEIN_HOME, as \`skein worker\` finds it) and --schema; --json prints what the API returns, for scripts.
+Exit codes: 0 done; 1 the thing asked about failed (a run that did not complete, a replay that diverges); 2 bad input.
+More: docs/operating.md.`,
+  );
   return program;
 }
 

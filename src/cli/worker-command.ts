@@ -1,14 +1,10 @@
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { firstLine, redactUrl } from '../journal/connection.js';
 import { openJournal, type OpenedJournal } from '../journal/open.js';
-import { RedisWakeBus } from '../journal/wake-bus.js';
 import { ConfigError, DatabaseUnreachableError } from '../runtime/errors.js';
-import type { ActivitiesInput, WorkflowsInput } from '../runtime/registry.js';
-import { Worker } from '../worker/worker.js';
 import { EXIT_OK } from './errors.js';
+import { loadWorkflowsModule } from './load-module.js';
 import { nameList, nonEmpty, nonNegativeInt, positiveInt, redisUrl, schemaName } from './options.js';
 import type { CliContext } from './program.js';
 
@@ -21,6 +17,7 @@ interface WorkerCliOptions {
   shutdownGraceMs: number;
   inlineChildrenMs: number;
   schema?: string;
+  databaseUrl?: string;
   redisUrl?: string;
   workerId?: string;
 }
@@ -37,13 +34,14 @@ export function registerWorkerCommand(program: Command, ctx: CliContext): void {
   program
     .command('worker')
     .description('run a worker: claim due runs of the given workflows and run them until SIGTERM/SIGINT')
-    .requiredOption('--workflows <module>', 'module exporting `workflows` and `activities` (arrays or name maps), or a default export holding both')
+    .requiredOption('--workflows <module>', 'module exporting `workflows` and `activities` (arrays or name maps), or a default export holding both; a .ts module is loaded through tsx')
     .option('--queues <names>', 'comma-separated queues to serve', nameList, ['default'])
     .option('--concurrency <n>', 'most runs with a live actor at once', positiveInt, 1000)
     .option('--lease-ms <ms>', 'lease period of a run held by this worker', positiveInt, 30_000)
     .option('--poll-ms <ms>', 'how often to look for due runs nobody announced (timers, lost notifications, expired leases)', positiveInt, 1000)
     .option('--shutdown-grace-ms <ms>', 'on SIGTERM, how long running activities may finish before their runs are released', nonNegativeInt, 10_000)
     .option('--inline-children-ms <ms>', 'how long an activation may run the children it starts before committing (0: never)', nonNegativeInt, 20)
+    .option('--database-url <url>', 'PostgreSQL of the journal (default: DATABASE_URL, else the embedded server under $SKEIN_HOME)')
     .option('--schema <name>', 'PostgreSQL schema of the journal (default: skein)', schemaName)
     .option('--redis-url <url>', 'Redis wake bus, in addition to PostgreSQL notifications (default: REDIS_URL)', redisUrl)
     .option('--worker-id <id>', 'this worker\'s id in leases and logs (default: host:pid:random)', nonEmpty)
@@ -77,7 +75,10 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
       throw new ConfigError('REDIS_URL', redactUrl(envRedis), `REDIS_URL is not a redis:// or rediss:// URL: ${redactUrl(envRedis)}`);
     }
   }
-  const source = await loadWorkflows(opts.workflows);
+  const source = await loadWorkflowsModule(opts.workflows);
+  // loaded here, not at the top: the other commands need neither (ioredis alone takes a while to load)
+  const wakeUrl = opts.redisUrl ?? envRedis;
+  const [{ Worker }, wake] = await Promise.all([import('../worker/worker.js'), wakeUrl ? import('../journal/wake-bus.js') : null]);
   const log = pino({ level });
 
   // Until the worker handles them itself, SIGTERM/SIGINT end the wait for the database (nothing is held yet).
@@ -90,7 +91,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
   process.once('SIGINT', onEarlySignal);
   let opened: OpenedJournal | undefined;
   try {
-    opened = await openPatiently(() => openJournal(opts.schema ? { schema: opts.schema } : {}), log, startup.signal);
+    opened = await openPatiently(() => openJournal({ ...(opts.schema ? { schema: opts.schema } : {}), ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}) }), log, startup.signal);
   } finally {
     process.removeListener('SIGTERM', onEarlySignal);
     process.removeListener('SIGINT', onEarlySignal);
@@ -102,8 +103,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
   }
   // From here to worker.run() nothing awaits: no signal can fall between the two sets of handlers.
   log.info({ embedded: opened.embedded, database: redactUrl(opened.url) }, 'journal open');
-  const wakeUrl = opts.redisUrl ?? envRedis;
-  const wakeBus = wakeUrl ? new RedisWakeBus({ url: wakeUrl, ...(opts.schema ? { channel: `${opts.schema}:wake` } : {}) }) : undefined;
+  const wakeBus = wake && wakeUrl ? new wake.RedisWakeBus({ url: wakeUrl, ...(opts.schema ? { channel: `${opts.schema}:wake` } : {}) }) : undefined;
   const worker = new Worker({
     workflows: source.workflows,
     activities: source.activities ?? [],
@@ -129,19 +129,6 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
     await opened.close();
   }
   return EXIT_OK;
-}
-
-/** The module's `workflows` and `activities` (or its default export's); a ConfigError when it cannot give them. */
-async function loadWorkflows(modulePath: string): Promise<{ workflows: WorkflowsInput; activities?: ActivitiesInput }> {
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(pathToFileURL(resolve(modulePath)).href)) as Record<string, unknown>;
-  } catch (err) {
-    throw new ConfigError('--workflows', modulePath, `cannot load --workflows ${modulePath}: ${firstLine(err)}`, { cause: err });
-  }
-  const source = (mod.workflows ? mod : (mod.default ?? {})) as { workflows?: WorkflowsInput; activities?: ActivitiesInput };
-  if (!source.workflows) throw new ConfigError('--workflows', modulePath, `--workflows ${modulePath} exports no 'workflows' (nor a default export holding them)`);
-  return { workflows: source.workflows, ...(source.activities ? { activities: source.activities } : {}) };
 }
 
 /**
