@@ -338,13 +338,13 @@ class Fuzzer<I, O> {
       for (;;) {
         if (step >= maxSteps) throw new SkeinError(`the case did not settle within ${maxSteps} steps (a workflow that never stops?)`);
         if (crashAt.has(step)) {
-          const inflight = sim.actions().filter((a) => a.kind === 'activity').length;
-          trace.push({ kind: 'crash', step, at: clock.now(), engines: sim.host.cache.size, inflight });
+          const { engines, inflight } = sim.live;
+          trace.push({ kind: 'crash', step, at: clock.now(), engines, inflight });
           sim.crash();
         }
         const acts = sim.actions();
         if (!acts.length) {
-          const timer = nextTimer(sim);
+          const timer = sim.nextTimer();
           if (timer === null) break;
           clock.set(timer);
           trace.push({ kind: 'timer', step, at: timer, chosen: false });
@@ -354,7 +354,7 @@ class Fuzzer<I, O> {
         // One pick in eight (the top of the range, so shrinking toward 0 removes it) lets the clock run ahead to the
         // next timer while other work is ready: a timer then races activities and children.
         if (pick >= TIMER_PICK) {
-          const timer = nextTimer(sim);
+          const timer = sim.nextTimer();
           if (timer !== null) {
             clock.set(timer);
             trace.push({ kind: 'timer', step, at: timer, chosen: true });
@@ -557,13 +557,6 @@ function normalize(v: unknown): unknown {
     return o;
   }
   return v;
-}
-
-function nextTimer(sim: Simulation): number | null {
-  const now = sim.clock.now();
-  let next = Infinity;
-  for (const r of sim.journal.allRuns()) if (r.status === 'running' && r.nextWakeupAt !== null && r.nextWakeupAt > now) next = Math.min(next, r.nextWakeupAt);
-  return Number.isFinite(next) ? next : null;
 }
 
 function makeContext<I>(
