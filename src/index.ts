@@ -62,3 +62,5 @@ export { openJournal } from './journal/open.js';
 export type { OpenedJournal, OpenJournalOptions } from './journal/open.js';
 export { RedisWakeBus } from './journal/wake-bus.js';
 export type { WakeBus, RedisWakeBusOptions } from './journal/wake-bus.js';
+export { dashboard } from './dashboard/server.js';
+export type { DashboardOptions, DashboardServer } from './dashboard/server.js';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { registerDashboardCommand } from './dashboard-command.js';
 import { registerReplayCommand } from './replay-command.js';
 import { registerRunsCommand } from './runs-command.js';
 import { registerStartCommand } from './start-command.js';
@@ -31,6 +32,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerRunsCommand(program, ctx);
   registerWorkersCommand(program, ctx);
   registerReplayCommand(program, ctx);
+  registerDashboardCommand(program, ctx);
   program.addHelpText(
     'after',
     `
