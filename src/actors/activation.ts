@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
 import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
-import { comparePaths, continuedRunId, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
+import { comparePaths, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { storedWaits } from '../runtime/waits.js';
 import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
-import { isOpen, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Commit, type CommitResult, type Inbox, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
+import { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
+import { type ChildOutcome, type Commit, type CommitResult, type Inbox, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
 import { LocalWork, settleWithin } from './local-work.js';
 
 export { LocalWork, settleWithin } from './local-work.js';
@@ -102,36 +103,8 @@ export function freshEngine(host: RunHost, run: NewRun & { parentRunId: string; 
   return engine;
 }
 
-/**
- * The deliveries a parent journals for a child that moved on: ChildStarted when its chain has a newer run than the
- * parent knows (continue-as-new), then its outcome once that run has closed.
- */
-export function outcomeDeliveries(path: string, knownRunId: string, o: ChildOutcome): NewEvent[] {
-  const out: NewEvent[] = [];
-  if (o.currentRunId !== knownRunId) {
-    // One ChildStarted per run of the chain. Successor run ids are derived (see RunEngine's continue-as-new), so
-    // the intermediate runs are known without reading them.
-    const chain: string[] = [];
-    for (let id = knownRunId; id !== o.currentRunId && chain.length < 10_000; ) {
-      id = continuedRunId(id);
-      chain.push(id);
-    }
-    if (chain[chain.length - 1] !== o.currentRunId) chain.splice(0, chain.length, o.currentRunId);
-    for (const id of chain) out.push({ type: 'ChildStarted', payload: { path, callId: o.callId, childRunId: id, closedAt: o.closedAt || 0 } });
-  }
-  if (isOpen(o.status) || o.status === 'continued') return out;
-  out.push(outcomeDelivery(path, { ...o, childRunId: o.currentRunId }));
-  return out;
-}
-
-/** The delivery a parent journals for a closed child. */
-export function outcomeDelivery(path: string, o: ChildOutcome): NewEvent {
-  const base = { path, callId: o.callId, childRunId: o.childRunId, closedAt: o.closedAt };
-  const type = OUTCOME_EVENT[o.status as ClosedStatus];
-  if (type === 'ChildCompleted') return { type, payload: { ...base, result: o.result } };
-  if (type === 'ChildFailed') return { type, payload: { ...base, error: o.error ?? { name: 'Error', message: 'child failed' } } };
-  return { type, payload: { ...base, ...(o.error ? { error: o.error } : {}) } } as NewEvent;
-}
+// (the child-outcome -> delivery mapping is the runtime's: runtime/runs.ts)
+export { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
 
 /**
  * Everything new for the run: closed children not yet journaled, due timers, results of local work and, when
@@ -430,7 +403,8 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
           const t = tries[i]!;
           if (t.kind === 'completed') {
             c.completed = t.completed;
-            deliveries.push(outcomeDelivery(engine.childPath(c.runId)!.path, t.outcome));
+            const d = outcomeDelivery(engine.childPath(c.runId)!.path, t.outcome);
+            if (d) deliveries.push(d);
           } else if (t.kind === 'prepared') prepared.set(c.runId, t.prepared);
         });
       } else {

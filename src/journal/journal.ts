@@ -1,7 +1,8 @@
 import type { ParentClosePolicy } from '../runtime/commands.js';
 import type { SerializedError } from '../runtime/errors.js';
-import type { ChildOutcomeType, JournalEvent, NewEvent } from '../runtime/events.js';
-import type { StoredWaits } from '../runtime/waits.js';
+import type { JournalEvent, NewEvent } from '../runtime/events.js';
+import type { StoredWaits, WaitSpec } from '../runtime/waits.js';
+import type { ChildOutcome, ClosedStatus, Clock, NewRun, RunStatus } from '../runtime/runs.js';
 import { deriveId } from '../runtime/json.js';
 
 /**
@@ -10,22 +11,10 @@ import { deriveId } from '../runtime/json.js';
  * read back from here or write here in a committed activation.
  */
 
-export type RunStatus = 'running' | 'completed' | 'failed' | 'cancelled' | 'terminated' | 'timed_out' | 'continued' | 'blocked';
-export type ClosedStatus = Exclude<RunStatus, 'running' | 'blocked'>;
-
-export const OPEN_STATUSES: ReadonlySet<RunStatus> = new Set(['running', 'blocked']);
-export const isOpen = (s: RunStatus): boolean => OPEN_STATUSES.has(s);
-
-/** Maps a closed child's status to the event its parent journals. */
-export const OUTCOME_EVENT: Record<ClosedStatus, ChildOutcomeType> = {
-  completed: 'ChildCompleted',
-  failed: 'ChildFailed',
-  cancelled: 'ChildCancelled',
-  terminated: 'ChildTerminated',
-  timed_out: 'ChildTimedOut',
-  // a continued run is not an outcome: the parent follows the chain (lifecycle issue)
-  continued: 'ChildCompleted',
-};
+// The runtime owns what runs are, what wakes them and how a child's close reaches its parent (runtime/runs.ts,
+// runtime/waits.ts); the journal stores them. Re-exported here for the journals and for compatibility.
+export { isOpen, OPEN_STATUSES, OUTCOME_EVENT, type ChildOutcome, type ClosedStatus, type Clock, type NewRun, type OpenStatus, type OutcomeStatus, type RunStatus } from '../runtime/runs.js';
+export { NO_WAIT, type WaitSpec } from '../runtime/waits.js';
 
 /**
  * Why a child closed by its parent's close is closed (its error message and the reason in its closing events): the
@@ -36,11 +25,6 @@ export const parentClosed = (status: string): string => `parent_closed: ${status
 
 /** Why a child (and its subtree) closed when its parent stopped waiting for it (the child's timeout option). */
 export const PARENT_STOPPED_WAITING = 'parent_stopped_waiting: timeout';
-
-/** A source of time. The in-memory journal's clock can be advanced by tests; the Postgres journal uses wall time. */
-export interface Clock {
-  now(): number;
-}
 
 export interface RunRecord {
   runId: string;
@@ -138,49 +122,6 @@ export interface RunIdentity {
   rootRunId: string;
 }
 
-/** What a new run row needs; its RunStarted event is written with it, atomically. */
-export interface NewRun {
-  runId: string;
-  workflowId: string;
-  workflow: string;
-  input: unknown;
-  queue: string;
-  parentRunId?: string;
-  callId?: string;
-  rootRunId?: string;
-  depth?: number;
-  parentClosePolicy?: ParentClosePolicy;
-  /** Created now, due at this time (a retried child after its backoff). Default: due at once. */
-  startAt?: number;
-  /** Execution timeout: written into RunStarted; the run closes as timed_out when still open then. */
-  deadline?: number;
-  /**
-   * A child that ran to its close inside its parent's activation (an inline child: it needed nothing but quick
-   * activities). It is created closed, with its journal after RunStarted, in the parent's commit, which also journals
-   * its outcome in the parent: nobody is woken, nothing is leased.
-   */
-  completed?: { events: NewEvent[]; status: ClosedStatus; result?: unknown; error?: SerializedError };
-}
-
-/**
- * What wakes a suspended run. The transaction that closes a child evaluates this on the parent (by the child's run
- * id) and sets the parent's `nextWakeupAt` to now when it holds:
- *  - the child is in `onClose`, or
- *  - the child failed (any unsuccessful close) and is in `onFailure`, or
- *  - the child is in `onAllClosed` and every run in `onAllClosed` is now closed.
- * `timerAt` is the earliest durable timer. `busy` means the run holds in-process work (activities) and stays due
- * so that, if its worker dies, whoever takes over after the lease expires redoes that work.
- */
-export interface WaitSpec {
-  timerAt: number | null;
-  onClose: string[];
-  onFailure: string[];
-  onAllClosed: string[];
-  busy: boolean;
-}
-
-export const NO_WAIT: WaitSpec = { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: false };
-
 /** One activation's writes, committed atomically or not at all. */
 export interface Commit {
   /** The seq of the last event the writer has read; the first new event gets afterSeq + 1. */
@@ -223,20 +164,6 @@ export interface CommitResult {
   childLeases: Lease[];
   /** Parents this commit woke (closing a child), so a worker can route the wake without waiting for a notify. */
   wokeParent: string | null;
-}
-
-/**
- * A child run that has closed or moved on (continue-as-new), as its parent reads it to journal the outcome.
- * `childRunId` is the id asked about; `currentRunId` is the newest run of its chain, whose status this is.
- */
-export interface ChildOutcome {
-  childRunId: string;
-  currentRunId: string;
-  callId: string;
-  status: RunStatus;
-  result: unknown;
-  error: SerializedError | null;
-  closedAt: number;
 }
 
 export interface SignalInput {

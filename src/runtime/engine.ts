@@ -39,10 +39,22 @@ import {
   type ChildRef,
   type SerializedError,
 } from './errors.js';
-import { CLOSE_TYPES, DECISION_TYPES, type EventPayloads, type JournalEvent, type NewEvent } from './events.js';
+import {
+  CLOSE_TYPES,
+  DECISION_TYPES,
+  EVENT_FAMILY,
+  type ChildOutcomePayload,
+  type ChildOutcomeType,
+  type DecisionType,
+  type DeliveryType,
+  type EventPayloads,
+  type EventType,
+  type JournalEvent,
+  type NewEvent,
+} from './events.js';
 import { deriveId, hashText, journalValue, toJson } from './json.js';
-import type { NewRun, WaitSpec } from '../journal/journal.js';
-import type { OpenWait } from './waits.js';
+import { continuedRunId, type NewRun } from './runs.js';
+import type { OpenWait, WaitSpec } from './waits.js';
 import { backoffMs } from './activities.js';
 
 /**
@@ -73,10 +85,7 @@ export const DEFAULT_CHILD_RETRY: Required<RetryPolicy> = {
   nonRetryableErrors: [],
 };
 
-/** The run id of the run that continues `runId` (continue-as-new): derived, so every host computes the same. */
-export function continuedRunId(runId: string): string {
-  return deriveId('r_', runId, 'continued');
-}
+export { continuedRunId } from './runs.js';
 
 /** Where the run sits in the tree, read from its run row. */
 export interface EngineRun {
@@ -209,8 +218,6 @@ export class RunEngine {
   private out: ActivationOutput = emptyOutput();
   private clockNow = 0;
   private committed = 0;
-  /** Live resumptions of the generator after a wait (tests check: one per wake-up, never one per child). */
-  resumptions = 0;
 
   constructor(
     private readonly def: WorkflowDef,
@@ -514,7 +521,6 @@ export class RunEngine {
         // Graceful cancel: CancelledError at the current yield, so try/finally compensation can run.
         c.delivered = true;
         this.blocked = null;
-        if (this.isLive()) this.resumptions++;
         this.step({ ok: false, error: new CancelledError(c.reason) }, nodePath(node));
         continue;
       }
@@ -527,7 +533,6 @@ export class RunEngine {
       }
       if (r.state === 'open') return;
       this.blocked = null;
-      if (this.isLive()) this.resumptions++;
       if (r.state === 'ok') {
         this.step({ ok: true, value: r.value }, null);
       } else {
@@ -844,7 +849,7 @@ export class RunEngine {
 
   /** Operator notes (a block, a resume) sit between decisions without being one: the cursor steps over them. */
   private skipNotes(): void {
-    while (this.cursor < this.history.length && NOTE_TYPES.has(this.history[this.cursor]!.type)) this.cursor++;
+    while (this.cursor < this.history.length && EVENT_FAMILY[this.history[this.cursor]!.type] === 'note') this.cursor++;
   }
 
   /** The journal time of a decision: its recorded time on replay, the activation's clock live. */
@@ -875,17 +880,17 @@ export class RunEngine {
    * A failed child with retries left starts its next attempt: a new run of the same call, created now and due after
    * the backoff. The decision is journaled right after the failure, so replay retries at the same point.
    */
-  private retryChild(c: ChildState, e: JournalEvent | NewEvent): boolean {
+  private retryChild(c: ChildState, type: ChildOutcomeType, payload: ChildOutcomePayload & { error?: SerializedError; byParent?: boolean }): boolean {
     const p = c.retry;
     if (!p || c.attempt >= p.maximumAttempts) return false;
-    if (e.type !== 'ChildFailed' && !(e.type === 'ChildTimedOut' && !e.payload.byParent)) return false;
-    const err = (e.payload as { error?: SerializedError }).error;
+    if (type !== 'ChildFailed' && !(type === 'ChildTimedOut' && !payload.byParent)) return false;
+    const err = payload.error;
     if (err && (err.nonRetryable || p.nonRetryableErrors.includes(err.name))) return false;
     const attempt = c.attempt + 1;
     const s = c.spec;
     const childRunId = deriveId('r_', this.run.runId, c.path, s.id ?? '', String(attempt));
     const workflowId = `${s.workflowId}~${attempt}`;
-    const startAt = (e.payload as { closedAt: number }).closedAt + backoffMs(p, c.attempt);
+    const startAt = payload.closedAt + backoffMs(p, c.attempt);
     const live = this.isLive();
     this.decide({
       type: 'ChildScheduled',
@@ -957,123 +962,132 @@ export class RunEngine {
     this.blocked = null;
   }
 
-  /** Applies a delivery to the state it settles. A second delivery for a settled leaf is history only. */
+  /**
+   * Applies an event the cursor reached (or a live delivery): a delivery through its rule; notes and the closing
+   * transaction's events are history only; anything else is not a delivery and cannot be here.
+   */
   private apply(e: JournalEvent | NewEvent): void {
-    switch (e.type) {
-      case 'ChildCompleted':
-      case 'ChildFailed':
-      case 'ChildCancelled':
-      case 'ChildTerminated':
-      case 'ChildTimedOut': {
-        const c = this.childByPath.get(e.payload.path);
-        if (!c) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no child`);
-        if (c.outcome) return;
-        if (e.payload.childRunId !== c.currentRunId && e.type !== 'ChildTimedOut') return; // an earlier attempt's news
-        if (this.retryChild(c, e)) return;
-        c.closedAt = e.payload.closedAt;
-        if (e.type === 'ChildTimedOut' && c.timeoutValue) {
-          c.outcome = { ok: true, value: c.timeoutValue.value };
-        } else {
-          c.outcome = childOutcome(e, c.ref);
-        }
-        // The parent gave up on a child still open (its own deadline): close the child per its policy, in this commit.
-        if (e.type === 'ChildTimedOut' && e.payload.byParent && this.isLive()) {
-          this.out.closeChildren.push({ runId: c.currentRunId, policy: c.policy });
-        }
-        return;
-      }
-      case 'ChildStarted': {
-        const c = this.childByPath.get(e.payload.path);
-        if (!c) throw new CorruptJournalError(this.run.runId, `ChildStarted for path ${e.payload.path}, which scheduled no child`);
-        c.currentRunId = e.payload.childRunId;
-        this.childByRunId.set(c.currentRunId, c);
-        return;
-      }
-      case 'SignalReceived': {
-        this.seenSignals.add(e.payload.signalId);
-        for (const w of this.signalWaits.values()) {
-          if (!w.outcome && w.name === e.payload.name) {
-            w.outcome = { ok: true, value: e.payload.payload };
-            w.closedAt = e.payload.closedAt;
+    if (isDelivery(e)) return applyRule(RunEngine.deliveries, this, e.type, e.payload);
+    const family = EVENT_FAMILY[e.type];
+    if (family !== 'note' && family !== 'closing') throw new CorruptJournalError(this.run.runId, `unexpected event type ${e.type} at this point`);
+  }
+
+  /** Whether a delivery brings something this engine has not applied yet (anything else never does). */
+  private isNews(d: NewEvent): boolean {
+    return isDelivery(d) && newsRule(RunEngine.deliveries, this, d.type, d.payload);
+  }
+
+  /**
+   * How each delivery is applied to the state it settles, and whether it is news: one entry per delivery type
+   * (EVENT_FAMILY decides which types those are; a missing entry does not compile). A second delivery for a settled
+   * leaf is history only.
+   */
+  private static readonly deliveries: DeliveryRules = (() => {
+    const childNews = (en: RunEngine, p: ChildOutcomePayload): boolean => {
+      const c = en.childByPath.get(p.path);
+      return !!c && !c.outcome;
+    };
+    const child = <K extends ChildOutcomeType>(type: K, outcome: (p: EventPayloads[K], ref: ChildRef) => Outcome): DeliveryRule<K> => ({
+      news: childNews,
+      apply: (en, p) => en.applyChildOutcome(type, p, (ref) => outcome(p, ref)),
+    });
+    const activityNews = (en: RunEngine, p: { path: string }): boolean => {
+      const a = en.activities.get(p.path);
+      return !!a && !a.outcome;
+    };
+    return {
+      ChildCompleted: child('ChildCompleted', (p) => ({ ok: true, value: p.result })),
+      ChildFailed: child('ChildFailed', (p, ref) => ({ ok: false, error: new ChildFailedError(ref, p.error) })),
+      ChildCancelled: child('ChildCancelled', (p, ref) => ({ ok: false, error: new ChildCancelledError(ref, p.error) })),
+      ChildTerminated: child('ChildTerminated', (p, ref) => ({ ok: false, error: new ChildTerminatedError(ref, p.error) })),
+      ChildTimedOut: child('ChildTimedOut', (p, ref) => ({ ok: false, error: new ChildTimeoutError(ref, p.error) })),
+      ChildStarted: {
+        news: (en, p) => {
+          const c = en.childByPath.get(p.path);
+          return !!c && !c.outcome && c.currentRunId !== p.childRunId;
+        },
+        apply: (en, p) => {
+          const c = en.childByPath.get(p.path);
+          if (!c) throw new CorruptJournalError(en.run.runId, `ChildStarted for path ${p.path}, which scheduled no child`);
+          c.currentRunId = p.childRunId;
+          en.childByRunId.set(c.currentRunId, c);
+        },
+      },
+      SignalReceived: {
+        news: (en, p) => !en.seenSignals.has(p.signalId),
+        apply: (en, p) => {
+          en.seenSignals.add(p.signalId);
+          for (const w of en.signalWaits.values()) {
+            if (!w.outcome && w.name === p.name) {
+              w.outcome = { ok: true, value: p.payload };
+              w.closedAt = p.closedAt;
+              return;
+            }
+          }
+          en.signalBuffer.push({ signalId: p.signalId, name: p.name, payload: p.payload });
+        },
+      },
+      CancelRequested: {
+        news: (en) => !en.cancelState,
+        apply: (en, p) => {
+          if (!en.cancelState) en.cancelState = { reason: p.reason, deadline: p.deadline, delivered: false };
+        },
+      },
+      ActivityCompleted: {
+        news: activityNews,
+        apply: (en, p) => en.settleActivity(p, 'ActivityCompleted', () => ({ ok: true, value: p.result })),
+      },
+      ActivityFailed: {
+        news: activityNews,
+        apply: (en, p) => en.settleActivity(p, 'ActivityFailed', (a) => ({ ok: false, error: new ActivityFailedError(a.name, a.path, p.attempts, p.error) })),
+      },
+      TimerFired: {
+        news: (en, p) => {
+          const t = en.timers.get(p.path) ?? en.signalWaits.get(p.path);
+          return !!t && !t.outcome;
+        },
+        apply: (en, p) => {
+          const w = en.signalWaits.get(p.path);
+          if (w) {
+            if (w.outcome) return;
+            w.closedAt = p.closedAt;
+            w.outcome = { ok: false, error: new SignalTimeoutError(w.name, w.timeoutMs) };
             return;
           }
-        }
-        this.signalBuffer.push({ signalId: e.payload.signalId, name: e.payload.name, payload: e.payload.payload });
-        return;
-      }
-      case 'CancelRequested': {
-        if (!this.cancelState) this.cancelState = { reason: e.payload.reason, deadline: e.payload.deadline, delivered: false };
-        return;
-      }
-      case 'ActivityCompleted':
-      case 'ActivityFailed': {
-        const a = this.activities.get(e.payload.path);
-        if (!a) throw new CorruptJournalError(this.run.runId, `${e.type} for path ${e.payload.path}, which scheduled no activity`);
-        if (a.outcome) return;
-        a.closedAt = e.payload.closedAt;
-        a.outcome =
-          e.type === 'ActivityCompleted'
-            ? { ok: true, value: e.payload.result }
-            : { ok: false, error: new ActivityFailedError(a.name, a.path, e.payload.attempts, e.payload.error) };
-        return;
-      }
-      case 'TimerFired': {
-        const w = this.signalWaits.get(e.payload.path);
-        if (w) {
-          if (w.outcome) return;
-          w.closedAt = e.payload.closedAt;
-          w.outcome = { ok: false, error: new SignalTimeoutError(w.name, w.timeoutMs) };
-          return;
-        }
-        const t = this.timers.get(e.payload.path);
-        if (!t) throw new CorruptJournalError(this.run.runId, `TimerFired for path ${e.payload.path}, which started no timer`);
-        if (t.outcome) return;
-        t.closedAt = e.payload.closedAt;
-        t.outcome = { ok: true, value: undefined };
-        return;
-      }
-      case 'RunBlocked':
-      case 'RunResumed':
-      case 'RunTerminated':
-      case 'ParentClosePolicyApplied':
-      case 'ParentClosePolicyFailed':
-        return;
-      default:
-        throw new CorruptJournalError(this.run.runId, `unexpected event type ${(e as NewEvent).type} at this point`);
+          const t = en.timers.get(p.path);
+          if (!t) throw new CorruptJournalError(en.run.runId, `TimerFired for path ${p.path}, which started no timer`);
+          if (t.outcome) return;
+          t.closedAt = p.closedAt;
+          t.outcome = { ok: true, value: undefined };
+        },
+      },
+    };
+  })();
+
+  private applyChildOutcome(
+    type: ChildOutcomeType,
+    p: ChildOutcomePayload & { error?: SerializedError; byParent?: boolean },
+    outcome: (ref: ChildRef) => Outcome,
+  ): void {
+    const c = this.childByPath.get(p.path);
+    if (!c) throw new CorruptJournalError(this.run.runId, `${type} for path ${p.path}, which scheduled no child`);
+    if (c.outcome) return;
+    if (p.childRunId !== c.currentRunId && type !== 'ChildTimedOut') return; // an earlier attempt's news
+    if (this.retryChild(c, type, p)) return;
+    c.closedAt = p.closedAt;
+    c.outcome = type === 'ChildTimedOut' && c.timeoutValue ? { ok: true, value: c.timeoutValue.value } : outcome(c.ref);
+    // The parent gave up on a child still open (its own deadline): close the child per its policy, in this commit.
+    if (type === 'ChildTimedOut' && p.byParent && this.isLive()) {
+      this.out.closeChildren.push({ runId: c.currentRunId, policy: c.policy });
     }
   }
 
-  /** Whether a delivery brings something this engine has not applied yet. */
-  private isNews(d: NewEvent): boolean {
-    switch (d.type) {
-      case 'ChildCompleted':
-      case 'ChildFailed':
-      case 'ChildCancelled':
-      case 'ChildTerminated':
-      case 'ChildTimedOut': {
-        const c = this.childByPath.get(d.payload.path);
-        return !!c && !c.outcome;
-      }
-      case 'ActivityCompleted':
-      case 'ActivityFailed': {
-        const a = this.activities.get(d.payload.path);
-        return !!a && !a.outcome;
-      }
-      case 'TimerFired': {
-        const t = this.timers.get(d.payload.path) ?? this.signalWaits.get(d.payload.path);
-        return !!t && !t.outcome;
-      }
-      case 'SignalReceived':
-        return !this.seenSignals.has(d.payload.signalId);
-      case 'CancelRequested':
-        return !this.cancelState;
-      case 'ChildStarted': {
-        const c = this.childByPath.get(d.payload.path);
-        return !!c && !c.outcome && c.currentRunId !== d.payload.childRunId;
-      }
-      default:
-        return false;
-    }
+  private settleActivity(p: { path: string; closedAt: number }, type: string, outcome: (a: ActivityState) => Outcome): void {
+    const a = this.activities.get(p.path);
+    if (!a) throw new CorruptJournalError(this.run.runId, `${type} for path ${p.path}, which scheduled no activity`);
+    if (a.outcome) return;
+    a.closedAt = p.closedAt;
+    a.outcome = outcome(a);
   }
 
   /** Settles what the generator waits on, if it can be: a value, or the error to throw (with its path). */
@@ -1124,21 +1138,19 @@ function produceSideEffect(cmd: SideEffectCommand<unknown>, now: number): unknow
   }
 }
 
-function childOutcome(e: JournalEvent | NewEvent, ref: ChildRef): Outcome {
-  switch (e.type) {
-    case 'ChildCompleted':
-      return { ok: true, value: e.payload.result };
-    case 'ChildFailed':
-      return { ok: false, error: new ChildFailedError(ref, e.payload.error) };
-    case 'ChildCancelled':
-      return { ok: false, error: new ChildCancelledError(ref, e.payload.error) };
-    case 'ChildTerminated':
-      return { ok: false, error: new ChildTerminatedError(ref, e.payload.error) };
-    case 'ChildTimedOut':
-      return { ok: false, error: new ChildTimeoutError(ref, e.payload.error) };
-    default:
-      throw new Error(`not a child outcome: ${e.type}`);
-  }
+/** One delivery type's rule (see RunEngine.deliveries). */
+interface DeliveryRule<K extends DeliveryType> {
+  news(engine: RunEngine, p: EventPayloads[K]): boolean;
+  apply(engine: RunEngine, p: EventPayloads[K]): void;
+}
+type DeliveryRules = { readonly [K in DeliveryType]: DeliveryRule<K> };
+
+// The type and its payload travel together (TypeScript's correlated-union pattern): no casts at the call sites.
+function applyRule<K extends DeliveryType>(rules: DeliveryRules, engine: RunEngine, type: K, payload: EventPayloads[K]): void {
+  rules[type].apply(engine, payload);
+}
+function newsRule<K extends DeliveryType>(rules: DeliveryRules, engine: RunEngine, type: K, payload: EventPayloads[K]): boolean {
+  return rules[type].news(engine, payload);
 }
 
 /**
@@ -1255,61 +1267,94 @@ export function comparePaths(a: string, b: string): number {
   return pa.length - pb.length;
 }
 
-/** The fields a replayed decision must reproduce: kind, name, input hash, call path (SPEC section 6). */
+/**
+ * The fields a replayed decision must reproduce: kind, name, input hash, call path (SPEC section 6). One entry per
+ * decision type (a missing one does not compile); a closing decision matches on its type alone.
+ */
+const SAME_DECISION: { readonly [K in DecisionType]: (journaled: EventPayloads[K], issued: EventPayloads[K]) => boolean } = {
+  ChildScheduled: (a, b) => a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash && a.childRunId === b.childRunId && a.awaited === b.awaited,
+  ChildStartFailed: (a, b) => a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash,
+  ActivityScheduled: (a, b) => a.path === b.path && a.name === b.name && a.inputHash === b.inputHash,
+  TimerStarted: (a, b) => a.path === b.path,
+  BarrierFailed: (a, b) => a.path === b.path,
+  FailureHandled: (a, b) => a.path === b.path,
+  SignalWaitStarted: (a, b) => a.path === b.path && a.name === b.name,
+  ChildSignalled: (a, b) => a.path === b.path && a.name === b.name && a.callId === b.callId,
+  SideEffect: (a, b) => a.path === b.path && a.kind === b.kind,
+  PatchMarker: (a, b) => a.patchId === b.patchId,
+  RunCompleted: () => true,
+  RunFailed: () => true,
+  RunCancelled: () => true,
+  RunContinued: () => true,
+  RunTimedOut: () => true,
+};
+
+function sameRule<K extends DecisionType>(type: K, journaled: EventPayloads[K], issued: EventPayloads[K]): boolean {
+  return SAME_DECISION[type](journaled, issued);
+}
+
 function sameDecision(j: JournalEvent, e: NewEvent): boolean {
-  if (j.type !== e.type) return false;
-  const a = j.payload as Record<string, unknown>;
-  const b = e.payload as Record<string, unknown>;
-  switch (e.type) {
-    case 'ChildScheduled':
-      return a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash && a.childRunId === b.childRunId && a.awaited === b.awaited;
-    case 'ChildStartFailed':
-      return a.path === b.path && a.workflow === b.workflow && a.inputHash === b.inputHash;
-    case 'ActivityScheduled':
-      return a.path === b.path && a.name === b.name && a.inputHash === b.inputHash;
-    case 'TimerStarted':
-    case 'BarrierFailed':
-    case 'FailureHandled':
-      return a.path === b.path;
-    case 'SignalWaitStarted':
-      return a.path === b.path && a.name === b.name;
-    case 'ChildSignalled':
-      return a.path === b.path && a.name === b.name && a.callId === b.callId;
-    case 'SideEffect':
-      return a.path === b.path && a.kind === b.kind;
-    default:
-      return true;
-  }
+  if (j.type !== e.type || !isDecision(e)) return j.type === e.type;
+  // (same type: the journaled payload is the issued type's)
+  return sameRule(e.type, j.payload as EventPayloads[typeof e.type], e.payload);
+}
+
+function isDecision(e: NewEvent): e is Extract<NewEvent, { type: DecisionType }> {
+  return DECISION_TYPES.has(e.type);
+}
+
+function isDelivery<E extends NewEvent>(e: E): e is Extract<E, { type: DeliveryType }> {
+  return EVENT_FAMILY[e.type] === 'delivery';
+}
+
+/** How each event reads in a NonDeterminismError (one entry per type: a new one does not compile without its line). */
+const DESCRIBE: { readonly [K in EventType]: (p: EventPayloads[K]) => string } = {
+  RunStarted: () => 'RunStarted',
+  ChildScheduled: (p) => `ChildScheduled(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash}${p.id !== undefined ? `, id '${p.id}'` : ''})`,
+  ChildStartFailed: (p) => `ChildStartFailed(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash})`,
+  ActivityScheduled: (p) => `ActivityScheduled(path ${p.path}, activity '${p.name}', input hash ${p.inputHash})`,
+  TimerStarted: (p) => `TimerStarted(path ${p.path})`,
+  SideEffect: (p) => `SideEffect(path ${p.path}, ${p.kind})`,
+  BarrierFailed: (p) => `BarrierFailed(path ${p.path}, leaf ${p.leafIndex})`,
+  FailureHandled: (p) => `FailureHandled(path ${p.path})`,
+  SignalWaitStarted: (p) => `SignalWaitStarted(path ${p.path}, signal '${p.name}')`,
+  ChildSignalled: (p) => `ChildSignalled(path ${p.path}, signal '${p.name}')`,
+  PatchMarker: (p) => `PatchMarker('${p.patchId}'${p.deprecated ? ', deprecated' : ''})`,
+  RunCompleted: () => 'RunCompleted',
+  RunFailed: () => 'RunFailed',
+  RunCancelled: () => 'RunCancelled',
+  RunContinued: () => 'RunContinued',
+  RunTimedOut: () => 'RunTimedOut',
+  ChildCompleted: () => 'ChildCompleted',
+  ChildFailed: () => 'ChildFailed',
+  ChildCancelled: () => 'ChildCancelled',
+  ChildTerminated: () => 'ChildTerminated',
+  ChildTimedOut: () => 'ChildTimedOut',
+  ActivityCompleted: () => 'ActivityCompleted',
+  ActivityFailed: () => 'ActivityFailed',
+  TimerFired: () => 'TimerFired',
+  SignalReceived: () => 'SignalReceived',
+  CancelRequested: () => 'CancelRequested',
+  ChildStarted: () => 'ChildStarted',
+  ParentClosePolicyApplied: () => 'ParentClosePolicyApplied',
+  ParentClosePolicyFailed: () => 'ParentClosePolicyFailed',
+  RunBlocked: () => 'RunBlocked',
+  RunResumed: () => 'RunResumed',
+  RunTerminated: () => 'RunTerminated',
+};
+
+function describeRule<K extends EventType>(type: K, payload: EventPayloads[K]): string {
+  return DESCRIBE[type](payload);
 }
 
 /** A one-line description of an event, for NonDeterminismError messages. */
 export function describeEvent(e: NewEvent): string {
-  const p = e.payload as Record<string, unknown>;
-  switch (e.type) {
-    case 'ChildScheduled':
-      return `ChildScheduled(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash}${p.id !== undefined ? `, id '${p.id}'` : ''})`;
-    case 'ChildStartFailed':
-      return `ChildStartFailed(path ${p.path}, workflow '${p.workflow}', input hash ${p.inputHash})`;
-    case 'ActivityScheduled':
-      return `ActivityScheduled(path ${p.path}, activity '${p.name}', input hash ${p.inputHash})`;
-    case 'TimerStarted':
-      return `TimerStarted(path ${p.path})`;
-    case 'SideEffect':
-      return `SideEffect(path ${p.path}, ${p.kind})`;
-    case 'BarrierFailed':
-      return `BarrierFailed(path ${p.path}, leaf ${p.leafIndex})`;
-    case 'FailureHandled':
-      return `FailureHandled(path ${p.path})`;
-    default:
-      return e.type;
-  }
+  return describeRule(e.type, e.payload);
 }
 
 /** Thrown inside the engine to stop the code where a close from outside cut its journal (see decide()). */
 const CLOSED_FROM_OUTSIDE = Symbol('closed from outside');
 
-/** Events that record what happened to the run around its code (blocked, resumed), never a decision or delivery. */
-const NOTE_TYPES: ReadonlySet<string> = new Set(['RunBlocked', 'RunResumed']);
 
 /** A closing event that the run's code did not decide: the journal (or the deadline) closed the run. */
 function closedFromOutside(e: JournalEvent): boolean {

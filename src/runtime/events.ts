@@ -66,6 +66,12 @@ export type EventPayloads = {
   SignalWaitStarted: { path: string; name: string; deadline: number | null };
   /** handle.signal(): the parent sent `name` to its child; the signal id makes the delivery exactly-once. */
   ChildSignalled: { path: string; callId: string; childRunId: string; signalId: string; name: string; payload: unknown };
+  /**
+   * patched(patchId) ran live: this run takes the new code's branch (on replay, patched() is true exactly where the
+   * journal has this marker). `deprecated`: written by deprecatePatch(patchId), which only keeps such journals valid.
+   * A marker takes no call path: adding patched() does not move the paths of the commands after it.
+   */
+  PatchMarker: { patchId: string; deprecated?: boolean };
   RunCompleted: { result: unknown };
   RunFailed: { error: SerializedError };
   /** The run closed as cancelled: its code finished after CancelledError, or the grace period ran out (`forced`). */
@@ -152,42 +158,65 @@ export type NewEvent = { [K in EventType]: { type: K; payload: EventPayloads[K] 
 /** An event as stored: gap-free `seq` per run, starting at 1, and the journal clock's time of the append. */
 export type JournalEvent = NewEvent & { seq: number; recordedAt: number };
 
-export const DECISION_TYPES: ReadonlySet<EventType> = new Set<EventType>([
-  'ChildScheduled',
-  'ChildStartFailed',
-  'ActivityScheduled',
-  'TimerStarted',
-  'SideEffect',
-  'BarrierFailed',
-  'FailureHandled',
-  'SignalWaitStarted',
-  'ChildSignalled',
-  'RunCompleted',
-  'RunFailed',
-  'RunCancelled',
-  'RunContinued',
-  'RunTimedOut',
-]);
+/**
+ * What each event is to replay, one entry per type (a mapped type over EventType: a new event type does not compile
+ * until it is classified here, and the engine's tables over deliveries and decisions follow from it):
+ *  - `start`: RunStarted, seq 1;
+ *  - `decision`: what the code did; replay must issue the same at the same point;
+ *  - `close`: a decision that closes the run;
+ *  - `delivery`: news from outside, applied when the cursor reaches it;
+ *  - `note`: an operator's note (blocked, resumed); replay steps over it, between decisions;
+ *  - `closing`: written by a transaction that closes the run from outside (terminate, parent-close policies).
+ */
+export type EventFamily = 'start' | 'decision' | 'close' | 'delivery' | 'note' | 'closing';
 
+export const EVENT_FAMILY = {
+  RunStarted: 'start',
+  ChildScheduled: 'decision',
+  ChildStartFailed: 'decision',
+  ActivityScheduled: 'decision',
+  TimerStarted: 'decision',
+  SideEffect: 'decision',
+  BarrierFailed: 'decision',
+  FailureHandled: 'decision',
+  SignalWaitStarted: 'decision',
+  ChildSignalled: 'decision',
+  PatchMarker: 'decision',
+  RunCompleted: 'close',
+  RunFailed: 'close',
+  RunCancelled: 'close',
+  RunContinued: 'close',
+  RunTimedOut: 'close',
+  ChildCompleted: 'delivery',
+  ChildFailed: 'delivery',
+  ChildCancelled: 'delivery',
+  ChildTerminated: 'delivery',
+  ChildTimedOut: 'delivery',
+  ActivityCompleted: 'delivery',
+  ActivityFailed: 'delivery',
+  TimerFired: 'delivery',
+  SignalReceived: 'delivery',
+  CancelRequested: 'delivery',
+  ChildStarted: 'delivery',
+  ParentClosePolicyApplied: 'closing',
+  ParentClosePolicyFailed: 'closing',
+  RunTerminated: 'closing',
+  RunBlocked: 'note',
+  RunResumed: 'note',
+} as const satisfies { readonly [K in EventType]: EventFamily };
+
+type TypesOf<F extends EventFamily> = { [K in EventType]: (typeof EVENT_FAMILY)[K] extends F ? K : never }[EventType];
+/** Decisions, closing decisions included. */
+export type DecisionType = TypesOf<'decision' | 'close'>;
+export type DeliveryType = TypesOf<'delivery'>;
+
+const ofFamily = (...f: EventFamily[]): ReadonlySet<EventType> =>
+  new Set((Object.keys(EVENT_FAMILY) as EventType[]).filter((k) => f.includes(EVENT_FAMILY[k])));
+
+/** Decisions, closing decisions included. */
+export const DECISION_TYPES: ReadonlySet<EventType> = ofFamily('decision', 'close');
 /** Decisions that close the run. */
-export const CLOSE_TYPES: ReadonlySet<EventType> = new Set<EventType>(['RunCompleted', 'RunFailed', 'RunCancelled', 'RunContinued', 'RunTimedOut']);
+export const CLOSE_TYPES: ReadonlySet<EventType> = ofFamily('close');
 
 export const CHILD_OUTCOME_TYPES = ['ChildCompleted', 'ChildFailed', 'ChildCancelled', 'ChildTerminated', 'ChildTimedOut'] as const;
 export type ChildOutcomeType = (typeof CHILD_OUTCOME_TYPES)[number];
-
-export const EVENT_TYPES: ReadonlySet<string> = new Set<EventType>([
-  'RunStarted',
-  ...DECISION_TYPES,
-  ...CHILD_OUTCOME_TYPES,
-  'ActivityCompleted',
-  'ActivityFailed',
-  'TimerFired',
-  'SignalReceived',
-  'CancelRequested',
-  'ChildStarted',
-  'ParentClosePolicyApplied',
-  'ParentClosePolicyFailed',
-  'RunBlocked',
-  'RunResumed',
-  'RunTerminated',
-]);

@@ -69,11 +69,6 @@ export function journalValue<T>(value: T, what: string): T {
  * A cheap, stable 53-bit hash of a payload's JSON text, as hex. Used to match a replayed command's input against the
  * journaled one: it must be fast (it runs once per command on every replay), not cryptographic.
  */
-export function inputHash(value: unknown): string {
-  return hashText(value === undefined ? 'null' : JSON.stringify(value) ?? 'null');
-}
-
-/** The hash of a JSON text (what inputHash computes after stringifying). */
 export function hashText(str: string): string {
   let h1 = 0xdeadbeef;
   let h2 = 0x41c6ce57;
