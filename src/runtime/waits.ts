@@ -47,3 +47,23 @@ export interface StoredWaits {
 export function storedWaits(all: OpenWait[]): StoredWaits {
   return { waits: all.length > STORED_WAITS_LIMIT ? all.slice(0, STORED_WAITS_LIMIT) : all, total: all.length };
 }
+
+/**
+ * What wakes a suspended run, derived by the engine from what its code waits on (RunEngine.waitSpec()) and stored by
+ * the journal with each commit. The transaction that closes a child evaluates this on the parent (by the child's run
+ * id) and sets the parent's `nextWakeupAt` to now when it holds:
+ *  - the child is in `onClose`, or
+ *  - the child failed (any unsuccessful close) and is in `onFailure`, or
+ *  - the child is in `onAllClosed` and every run in `onAllClosed` is now closed.
+ * `timerAt` is the earliest durable timer. `busy` means the run holds in-process work (activities) and stays due
+ * so that, if its worker dies, whoever takes over after the lease expires redoes that work.
+ */
+export interface WaitSpec {
+  timerAt: number | null;
+  onClose: string[];
+  onFailure: string[];
+  onAllClosed: string[];
+  busy: boolean;
+}
+
+export const NO_WAIT: WaitSpec = { timerAt: null, onClose: [], onFailure: [], onAllClosed: [], busy: false };
