@@ -118,6 +118,8 @@ describe.skipIf(!CHROMIUM)('dashboard in Chromium', () => {
   });
 
   const open = (hash: string) => page.goto(`http://127.0.0.1:${dash.port}/${hash}`);
+  /** Rows in the tree's (virtualised) list: the tree sets data-rows. */
+  const treeRows = (n: string) => expect.poll(() => page.locator('.tree').getAttribute('data-rows'), { timeout: 20_000 }).toBe(n);
   const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 
   it('the failed-runs filter shows exactly the failed runs; a failed run shows its error and stack', async () => {
@@ -132,7 +134,7 @@ describe.skipIf(!CHROMIUM)('dashboard in Chromium', () => {
     await page.locator('.chip[data-status="failed"] b', { hasText: '2' }).waitFor();
     await shot('runs');
     await page.click('.chip[data-status="failed"]');
-    await page.waitForFunction((n) => document.querySelectorAll('tbody tr[data-run-id]').length === n && !!location.hash.includes('status=failed'), failed.length);
+    await page.waitForURL(/status=failed/);
     await waitFor('exactly the failed runs listed', async () => {
       const shown = await page.locator('tbody tr[data-run-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run-id')!).sort());
       return JSON.stringify(shown) === JSON.stringify(failed);
@@ -153,16 +155,16 @@ describe.skipIf(!CHROMIUM)('dashboard in Chromium', () => {
     await open(`#/run/${ref.runId}`);
     await page.getByTestId('tree-count').filter({ hasText: '1000 descendants' }).waitFor();
     const tree = page.locator('.tree');
-    await page.waitForFunction(() => document.querySelector('.tree')?.getAttribute('data-rows') === '1001');
+    await treeRows('1001');
     // virtualised: far fewer rows in the DOM than in the list
     expect(await page.locator('.tree-row').count()).toBeLessThan(100);
     await tree.scrollIntoViewIfNeeded();
     await shot('run-tree');
     const rootToggle = page.locator(`.tree-row[data-run-id="${ref.runId}"] button.toggle`);
     await rootToggle.click(); // collapse
-    await page.waitForFunction(() => document.querySelector('.tree')?.getAttribute('data-rows') === '1');
+    await treeRows('1');
     await rootToggle.click(); // expand
-    await page.waitForFunction(() => document.querySelector('.tree')?.getAttribute('data-rows') === '1001');
+    await treeRows('1001');
     // the last child (in the tree's order: creation, then run id) is reachable by scrolling, and opens
     const last = (await client.tree(ref.runId, { limit: 1000 })).nodes.at(-1)!.run;
     expect(await page.locator(`.tree-row[data-run-id="${last.runId}"]`).count()).toBe(0);
@@ -205,7 +207,7 @@ describe.skipIf(!CHROMIUM)('dashboard in Chromium', () => {
       return kids.length === 3 && (await Promise.all(kids.map((k) => client.describe(k.runId)))).every((k) => k.openWaits.some((w) => w.kind === 'signal'));
     });
     await open(`#/run/${ref.runId}`);
-    await page.waitForFunction(() => document.querySelector('.tree')?.getAttribute('data-rows') === '4');
+    await treeRows('4');
     await page.click('button.act-cancel');
     const dialog = page.getByRole('dialog');
     await dialog.locator('input[name="reason"]').fill('the team disbanded');
@@ -218,7 +220,7 @@ describe.skipIf(!CHROMIUM)('dashboard in Chromium', () => {
       return runs.length === 4 && runs.every((r) => r.status === 'cancelled');
     });
     await page.locator('h1 .status.s-cancelled').waitFor();
-    await page.waitForFunction(() => document.querySelectorAll('.tree-row .status.s-cancelled').length === 4, undefined, { timeout: 15_000 });
+    await expect.poll(() => page.locator('.tree-row .status.s-cancelled').count(), { timeout: 15_000 }).toBe(4);
     await shot('run-cancelled');
   });
 
