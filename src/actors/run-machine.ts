@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { RunEngine } from '../runtime/engine.js';
 import { LeaseLostError } from '../runtime/errors.js';
 import type { Inbox, Lease } from '../journal/journal.js';
-import { abortReason } from './local-work.js';
+import { abortReason, type RunEndReason } from './local-work.js';
+import { observe } from './observer.js';
 import {
   activateRun,
   block,
@@ -25,18 +26,20 @@ import {
  *      └────────────────────────┘   │   │     (a run this worker just created skips loading: no read needed)
  *                                   │   │
  *                                   v   │  ACTIVITY_DONE / WAKE
- *                                 working  (holds the lease while activities run here; renews it)
+ *                                 working  (holds the lease while activities run here)
  *
  *   activating ──> suspended  (final: lease released, live engine parked in the sticky cache)
  *
  *   any state ──> lost    (final: the lease was taken over or cleared; nothing more is written)
  *   any state ──> stopped (final: STOP, the run was cancelled or terminated from outside)
  *
- * Side effects live in named actors (load, activate, renew) and actions; the machine itself only says when.
+ * Side effects live in named actors (load, activate) and actions; the machine itself only says when. Leases are
+ * renewed by the worker's heartbeat for all its runs at once (Worker.heartbeatLeases), which sends LOST on a lost one.
  */
 
 /** What a run actor needs from the worker that hosts it: the activation's host, and how long its leases last. */
 export type RunServices = ActivationHost & { log: Logger; leaseMs: number };
+// (ActivationHost.observer, when given, is told of runs started, closed, blocked and resumed: see ./observer.ts)
 
 export type { FreshRun, PreparedRun } from './activation.js';
 export { LocalWork } from './activation.js';
@@ -58,7 +61,8 @@ export interface RunEnded {
   wakePending: boolean;
 }
 
-export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed' | 'stopped';
+// (defined with LocalWork, free of XState types: the worker's public health type names it)
+export type { RunEndReason } from './local-work.js';
 
 export interface RunContext {
   runId: string;
@@ -76,11 +80,9 @@ export interface RunContext {
   inbox: Inbox | null;
   activations: number;
   error: string | null;
-  /** Renewals in a row that failed on something other than a lost lease (see 'renewing'). */
-  renewFailures: number;
 }
 
-export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' } | { type: 'LEASE'; lease: Lease };
+export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' } | { type: 'LOST' } | { type: 'LEASE'; lease: Lease };
 
 /** The input of a done or failed invocation, for parameterized guards and actions (typed, no casts). */
 const outputOf = ({ event }: { event: { output: StepResult } }) => ({ output: event.output });
@@ -104,34 +106,33 @@ export const runMachine = setup({
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
       try {
         // (the cache was asked already when the lease told us the journal head: once is enough)
-        return await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined });
+        const engine = await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined });
+        // an operator resumed it: its journal ends with RunResumed (a blocked run's engine is never cached; what the
+        // replay decided anew comes after committedSeq)
+        const last = engine.events[engine.committedSeq - 1];
+        if (last?.type === 'RunResumed') observe(input.services.observer, (o) => o.resumed(input.runId, engine, last.payload.reason));
+        return engine;
       } catch (err) {
         // Replay found changed code (or a broken journal): block the run (journaled, status 'blocked') instead of
         // failing the activation, which would bring it back after every lease expiry.
         if (!isBlocking(err)) throw err;
         await block(input.services.host, input.lease, run.lastSeq, err);
-        input.services.log.error({ runId: input.runId, err }, 'run blocked: its code no longer replays its journal, or throws a programming error');
+        if (input.services.observer) observe(input.services.observer, (o) => o.blockedOnLoad(input.runId, err));
+        else input.services.log.error({ runId: input.runId, err }, 'run blocked: its code no longer replays its journal, or throws a programming error');
         return null;
       }
     }),
     // The activation itself (local work, eager activities, inline children) is activation.ts's: shared with the simulator.
-    activate: fromPromise<StepResult, RunContext>(({ input }) => activateRun(input.services, { ...input, engine: input.engine!, work: input.work! })),
-    renew: fromPromise<Lease, RunContext>(({ input }) => input.services.host.journal.renew(input.lease, input.services.leaseMs)),
-  },
-  delays: {
-    /**
-     * Renew once a third of the lease has gone by since it was granted or last renewed. The deadline comes from the
-     * lease itself, not from the time spent in 'working': a run whose activities finish one after another keeps
-     * going through 'activating' and back, which restarts this timer each time, and with a fixed delay it would
-     * never renew (commits do not extend a lease) and lose its lease to another worker while busy.
-     */
-    renewEvery: ({ context }) => {
-      const third = Math.floor(context.services.leaseMs / 3);
-      // after failed renewals (database unreachable): back off, 100 ms doubling, up to a third of the lease
-      if (context.renewFailures > 0) return Math.min(third, 100 * 2 ** Math.min(context.renewFailures - 1, 20));
-      const renewAt = context.lease.expiresAt - 2 * third;
-      return Math.max(20, Math.min(renewAt - context.services.host.journal.clock.now(), third));
-    },
+    activate: fromPromise<StepResult, RunContext>(async ({ input }) => {
+      const engine = input.engine!;
+      const observer = input.services.observer;
+      // (the run's first activation: nothing but RunStarted committed before it)
+      const first = engine.committedSeq === 1;
+      observe(observer, (o) => o.activating(input.runId));
+      const result = await activateRun(input.services, { ...input, engine, work: input.work! });
+      observe(observer, (o) => o.activated(input.runId, engine, result, first));
+      return result;
+    }),
   },
   guards: {
     isBlocked: (_, p: { output: StepResult }) => p.output.kind === 'blocked',
@@ -165,10 +166,6 @@ export const runMachine = setup({
     /** A fenced write (commit, renew) was refused: another worker took the run over, or it was closed from outside. */
     logLeaseLost: ({ context }, p: { error: unknown }) =>
       context.services.log.warn({ runId: context.runId, err: p.error }, 'lease lost: run actor stopped, nothing more is written'),
-    logRenewRetry: ({ context }, p: { error: unknown }) => {
-      // once per outage, not at every retry
-      if (context.renewFailures === 1) context.services.log.warn({ runId: context.runId, err: p.error }, 'lease renewal failed; will retry');
-    },
     reportEnd: ({ context }, params: { reason: RunEndReason }) => {
       // Activities still running here are no longer wanted from here: abort them (ctx.signal), drop their results.
       if (params.reason !== 'suspended') {
@@ -203,7 +200,6 @@ export const runMachine = setup({
     inbox: null,
     activations: 0,
     error: null,
-    renewFailures: 0,
   }),
   initial: 'starting',
   on: {
@@ -212,6 +208,17 @@ export const runMachine = setup({
     LEASE: { actions: assign({ lease: ({ event }) => event.lease }) },
     // The run was cancelled or terminated elsewhere, or the worker is shutting down: stop without writing.
     STOP: { target: '.stopped' },
+    // The lease heartbeat found our token no longer holds the run (taken over, voided by a cancel request).
+    LOST: {
+      target: '.lost',
+      actions: [
+        assign({ error: 'lease lost (heartbeat)' }),
+        {
+          type: 'logLeaseLost',
+          params: ({ context }) => ({ error: new LeaseLostError(context.runId, "the lease heartbeat found the run held by another token (taken over, or voided)") }),
+        },
+      ],
+    },
   },
   states: {
     starting: {
@@ -250,27 +257,13 @@ export const runMachine = setup({
         ],
       },
     },
+    // The lease is renewed by the worker's lease heartbeat (one statement for every run it holds, whatever state
+    // each is in: loading, activating or working), which sends LOST when a token no longer holds.
     working: {
       always: { guard: 'hasNews', target: 'activating' },
       on: {
         WAKE: { target: 'activating' },
         ACTIVITY_DONE: { target: 'activating' },
-      },
-      after: { renewEvery: { target: 'renewing' } },
-    },
-    renewing: {
-      invoke: {
-        src: 'renew',
-        input: ({ context }) => context,
-        onDone: { target: 'working', actions: assign({ lease: ({ event }) => event.output, renewFailures: 0 }) },
-        onError: [
-          // Taken over (or closed from outside): stop; the activities' results would be refused anyway.
-          { guard: { type: 'leaseLost', params: errorOf }, target: 'lost', actions: [{ type: 'recordError', params: errorOf }, { type: 'logLeaseLost', params: errorOf }] },
-          // Anything else is the database being unreachable for a moment (restart, network): the lease is still ours
-          // until it expires, so keep the activities running and try again at the next renewal. Should the lease
-          // expire and the run be taken over meanwhile, our next fenced write fails with LeaseLostError and we stop.
-          { target: 'working', actions: [assign({ renewFailures: ({ context }) => context.renewFailures + 1 }), { type: 'logRenewRetry', params: errorOf }] },
-        ],
       },
     },
     suspended: { type: 'final', entry: ['parkEngine', { type: 'reportEnd', params: { reason: 'suspended' } }] },

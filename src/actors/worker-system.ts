@@ -62,6 +62,7 @@ export type SystemEvent =
   | { type: 'RUN'; lease: Lease; fresh?: FreshRun }
   | { type: 'WAKE'; runIds: string[] }
   | { type: 'STOP_RUN'; runId: string }
+  | { type: 'LOSE_RUN'; runId: string }
   | { type: 'RUN_ENDED'; runId: string; reason: RunEndReason; wakePending: boolean };
 
 function spawn(context: WorkerSystemContext, runId: string, lease: Lease, fresh: FreshRun | undefined, report: (e: RunEnded) => void): void {
@@ -108,6 +109,10 @@ export const workerSystemMachine = setup({
       if (event.type !== 'STOP_RUN') return;
       context.runs.get(event.runId)?.send({ type: 'STOP' });
     },
+    loseRun: ({ context, event }) => {
+      if (event.type !== 'LOSE_RUN') return;
+      context.runs.get(event.runId)?.send({ type: 'LOST' });
+    },
     reapRun: ({ context, event, self }) => {
       if (event.type !== 'RUN_ENDED') return;
       const slot = context.runs.get(event.runId);
@@ -135,6 +140,7 @@ export const workerSystemMachine = setup({
     RUN: { actions: 'spawnRun' },
     WAKE: { actions: 'routeWake' },
     STOP_RUN: { actions: 'stopRun' },
+    LOSE_RUN: { actions: 'loseRun' },
     RUN_ENDED: { actions: 'reapRun' },
   },
   exit: 'stopAll',

@@ -262,6 +262,11 @@ export interface Journal {
   acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]>;
   /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
+  /**
+   * Extends many held leases in one round trip (a worker's lease heartbeat). Returns the new expiry of each lease
+   * still held, and the run ids whose token no longer holds (taken over, released, or the run closed).
+   */
+  renewMany(leases: Lease[], leaseMs: number): Promise<{ expiresAt: number; lost: string[] }>;
   /** Atomically appends an activation, fenced by the lease token; throws LeaseLostError when not held. */
   commit(lease: Lease, commit: Commit): Promise<CommitResult>;
   /** Gives up a lease (no-op if it was already lost). */

@@ -219,6 +219,17 @@ export class MemoryJournal implements Journal {
     return { ...lease, expiresAt };
   }
 
+  async renewMany(leases: Lease[], leaseMs: number): Promise<{ expiresAt: number; lost: string[] }> {
+    const expiresAt = this.clock.now() + leaseMs;
+    const lost: string[] = [];
+    for (const l of leases) {
+      const m = this.runs.get(l.runId);
+      if (m && m.leaseToken === l.token && m.record.status === 'running') m.record.leaseExpiresAt = expiresAt;
+      else lost.push(l.runId);
+    }
+    return { expiresAt, lost };
+  }
+
   async release(lease: Lease): Promise<void> {
     const m = this.runs.get(lease.runId);
     if (!m || m.leaseToken !== lease.token) return;

@@ -3,14 +3,18 @@ import { hostname } from 'node:os';
 import { createActor, type Actor } from 'xstate';
 import pino, { type Logger } from 'pino';
 import { EngineCache, type RunHost } from '../actors/activation.js';
-import type { FreshRun, RunEndReason, RunServices } from '../actors/run-machine.js';
+import type { FreshRun, RunServices } from '../actors/run-machine.js';
 import { workerSystemMachine } from '../actors/worker-system.js';
-import { abortReason } from '../actors/local-work.js';
+import { abortReason, type RunEndReason } from '../actors/local-work.js';
 import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
-import type { CommitResult, Journal, Lease } from '../journal/journal.js';
+import type { CommitResult, Journal, Lease, WorkerHeartbeat } from '../journal/journal.js';
 import type { WakeBus } from '../journal/wake-bus.js';
 import { firstLine, isUnreachable } from '../journal/connection.js';
+import { Heartbeat } from './heartbeat.js';
+import { WorkerHttpServer } from './http.js';
+import { WorkerMetrics } from './metrics.js';
+import { WorkerObserver } from './observer.js';
 
 export interface WorkerOptions {
   workflows: WorkflowsInput;
@@ -38,6 +42,28 @@ export interface WorkerOptions {
   shutdownGraceMs?: number;
   /** Optional cross-worker wake-ups (Redis pub/sub), in addition to the journal's own notifications. */
   wakeBus?: WakeBus;
+  /**
+   * How often the worker records its heartbeat in the journal (its `workers` row; listWorkers shows it gone after 3
+   * intervals without one). Default: SKEIN_HEARTBEAT_MS, else 5000.
+   */
+  heartbeatIntervalMs?: number;
+  /**
+   * Serve GET /healthz and GET /metrics on this port (0 or absent: no HTTP endpoint). Default: SKEIN_HTTP_PORT, else
+   * none. See docs/operating.md.
+   */
+  httpPort?: number;
+  /** The address the HTTP endpoint binds. Default: SKEIN_HTTP_HOST, else 127.0.0.1. */
+  httpHost?: string;
+}
+
+/** What GET /healthz answers (and `worker.healthCheck()` returns): the worker's health and whether its journal answers. */
+export interface WorkerHealthReport extends WorkerHealth {
+  /** The journal answered a ping just now (within 2 s). */
+  database: { reachable: boolean; latencyMs: number | null; error: string | null };
+  /** The journal's target (the URL without its password, the schema). */
+  journal: ReturnType<NonNullable<Journal['target']>> | null;
+  heartbeat: { intervalMs: number; lastOkAt: number | null; lastError: string | null };
+  startedAt: number | null;
 }
 
 export interface WorkerHealth {
@@ -83,6 +109,7 @@ export class Worker {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private state: WorkerHealth['state'] = 'idle';
   private pollTimer: NodeJS.Timeout | null = null;
+  private leaseTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private pollAgain = false;
   private unsubscribe: (() => void) | null = null;
@@ -102,11 +129,22 @@ export class Worker {
   private pollFailures = 0;
   /** When the current database outage was first seen (null: none), so that it is logged once, not per retry. */
   private outageSince: number | null = null;
+  /** Prometheus metrics of this worker (its own prom-client registry: `metrics.registry`), served at GET /metrics. */
+  readonly metrics: WorkerMetrics;
+  private readonly observer: WorkerObserver;
+  /** This worker's row in the journal's workers table (listWorkers), refreshed every interval. */
+  private readonly heartbeatRow: Heartbeat;
+  private readonly http: WorkerHttpServer;
+  private readonly httpPort: number;
+  private readonly httpHost: string;
+  private startedAt: number | null = null;
 
   constructor(options: WorkerOptions) {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.registry = new Registry(options.workflows, options.activities ?? []);
-    this.journal = options.journal;
+    // (the journal as the worker uses it: claims and commits timed and counted for /metrics)
+    this.metrics = new WorkerMetrics(() => this.health());
+    this.journal = this.metrics.instrument(options.journal);
     this.queues = options.queues ?? ['default'];
     this.workflows = this.registry.workflowNames();
     this.concurrency = options.concurrency ?? 1000;
@@ -115,6 +153,17 @@ export class Worker {
     this.shutdownGraceMs = options.shutdownGraceMs ?? 10_000;
     this.wakeBus = options.wakeBus;
     this.log = (options.logger ?? pino({ level: process.env.SKEIN_LOG_LEVEL ?? 'info' })).child({ workerId: this.workerId });
+    this.observer = new WorkerObserver(this.log, this.metrics, this.workerId);
+    this.heartbeatRow = new Heartbeat(
+      this.journal,
+      () => this.heartbeatSnapshot(),
+      options.heartbeatIntervalMs ?? (envInt('SKEIN_HEARTBEAT_MS') || 5000),
+      this.log,
+      () => this.metrics.heartbeatFailures.inc(),
+    );
+    this.httpPort = options.httpPort ?? envInt('SKEIN_HTTP_PORT');
+    this.httpHost = options.httpHost ?? (process.env.SKEIN_HTTP_HOST || '127.0.0.1');
+    this.http = new WorkerHttpServer({ health: () => this.healthz(), metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.text() }) }, this.log);
     const engineOptions: EngineOptions = {};
     if (options.maxChildDepth !== undefined) engineOptions.maxChildDepth = options.maxChildDepth;
     this.host = { journal: this.journal, registry: this.registry, engineOptions, cache: new EngineCache(options.cacheCapacity ?? 10_000) };
@@ -127,6 +176,7 @@ export class Worker {
       queues: this.queues,
       capacityLeft: () => this.capacityLeft(),
       afterCommit: (runId, result, timerAt, created) => this.afterCommit(runId, result, timerAt, created),
+      observer: this.observer,
     };
     this.system = createActor(workerSystemMachine, {
       input: {
@@ -190,8 +240,114 @@ export class Worker {
         if (this.state === 'running') this.system.send({ type: 'WAKE', runIds: ids });
       });
     }
-    this.log.info({ queues: this.queues, concurrency: this.concurrency }, 'worker started');
+    this.startedAt = Date.now();
+    const target = this.journal.target?.();
+    this.log.info(
+      {
+        queues: this.queues,
+        concurrency: this.concurrency,
+        ...(target ? { journal: target.kind, database: target.url, schema: target.schema } : {}),
+        workflows: this.workflows,
+        activities: this.registry.activityNames(),
+        heartbeatIntervalMs: this.heartbeatRow.intervalMs,
+      },
+      'worker started',
+    );
+    this.heartbeatRow.start();
+    if (this.httpPort > 0) void this.http.start(this.httpHost, this.httpPort);
+    this.scheduleLeaseHeartbeat();
     this.schedulePoll(0);
+  }
+
+  /**
+   * Every held lease is renewed in ONE statement, a third of a lease period after the previous renewal, whatever
+   * each run is doing (loading, activating, committing, running activities): a run never starts or continues an
+   * activation with a lease about to expire because it happened not to be running an activity. A token that no
+   * longer holds its run (taken over, voided by a cancel request, closed) stops that run's actor (LOST). While the
+   * database is unreachable the heartbeat retries at a shorter interval; leases simply run out if it stays away.
+   */
+  private scheduleLeaseHeartbeat(delayMs = Math.max(10, Math.floor(this.leaseMs / 3))): void {
+    if (this.state === 'stopped') return;
+    this.leaseTimer = setTimeout(() => void this.heartbeatLeases(), delayMs);
+    this.leaseTimer.unref?.();
+  }
+
+  private async heartbeatLeases(): Promise<void> {
+    const held = [...this.leases.values()];
+    let next = Math.max(10, Math.floor(this.leaseMs / 3));
+    if (held.length) {
+      try {
+        const { expiresAt, lost } = await this.journal.renewMany(held, this.leaseMs);
+        const lostIds = new Set(lost);
+        for (const l of held) {
+          // (only if it is still the same grant: the run may have been released and leased to us again meanwhile)
+          const current = this.leases.get(l.runId);
+          if (current?.token !== l.token) continue;
+          if (lostIds.has(l.runId)) this.system.send({ type: 'LOSE_RUN', runId: l.runId });
+          else this.leases.set(l.runId, { ...current, expiresAt });
+        }
+      } catch (err) {
+        this.noteError(err);
+        next = Math.max(10, Math.min(next, 500));
+      }
+    }
+    if (this.state === 'running' || this.state === 'stopping') this.scheduleLeaseHeartbeat(next);
+  }
+
+  /**
+   * The worker's health and whether its journal answers now (a ping, at most 2 s): what GET /healthz serves, with 503
+   * when the database cannot be reached. `health()` is the same without the round trip.
+   */
+  async healthCheck(): Promise<WorkerHealthReport> {
+    const t = Date.now();
+    let error: string | null = null;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.journal.ping(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('no answer within 2000 ms')), 2000);
+          timer.unref?.();
+        }),
+      ]);
+    } catch (err) {
+      error = firstLine(err);
+    } finally {
+      clearTimeout(timer);
+    }
+    return {
+      ...this.health(),
+      database: { reachable: error === null, latencyMs: error === null ? Date.now() - t : null, error },
+      journal: this.journal.target?.() ?? null,
+      heartbeat: { intervalMs: this.heartbeatRow.intervalMs, lastOkAt: this.heartbeatRow.lastOkAt, lastError: this.heartbeatRow.lastError },
+      startedAt: this.startedAt,
+    };
+  }
+
+  /** Where GET /healthz and GET /metrics are served (null: no HTTP port, or not listening yet). */
+  get httpAddress(): { host: string; port: number } | null {
+    return this.http.address;
+  }
+
+  private async healthz(): Promise<{ ok: boolean; body: WorkerHealthReport }> {
+    const body = await this.healthCheck();
+    return { ok: body.database.reachable && body.state === 'running', body };
+  }
+
+  /** The worker's row in the journal's workers table, as of now. */
+  private heartbeatSnapshot(): WorkerHeartbeat {
+    return {
+      workerId: this.workerId,
+      host: hostname(),
+      pid: process.pid,
+      queues: this.queues,
+      workflows: this.workflows,
+      activities: this.registry.activityNames(),
+      concurrency: this.concurrency,
+      activeRuns: this.active.size,
+      startedAt: this.startedAt ?? Date.now(),
+      heartbeatIntervalMs: this.heartbeatRow.intervalMs,
+    };
   }
 
   /** Stops claiming, lets running activities finish (up to the grace period), releases every lease it holds. */
@@ -216,7 +372,9 @@ export class Worker {
     this.system.stop();
     // Whatever is still held goes back to the journal: another worker picks it up at once, nothing is lost.
     await Promise.allSettled(held.map((l) => this.journal.release(l)));
+    await Promise.all([this.heartbeatRow.stop(), this.http.stop()]);
     this.state = 'stopped';
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
     this.log.info({ released: held.length }, 'worker stopped');
     this.resolveStopped?.();
   }
@@ -254,6 +412,7 @@ export class Worker {
     }
     this.active.add(lease.runId);
     this.leases.set(lease.runId, lease);
+    this.observer.leased(lease, fresh);
     this.system.send(fresh ? { type: 'RUN', lease, fresh } : { type: 'RUN', lease });
   }
 
@@ -335,6 +494,7 @@ export class Worker {
   private onEnded(runId: string, reason: RunEndReason, wakePending: boolean): void {
     this.active.delete(runId);
     this.ended[reason]++;
+    this.observer.ended(runId);
     const lease = this.leases.get(runId);
     this.leases.delete(runId);
     if (reason === 'failed') {
@@ -482,4 +642,10 @@ export class Worker {
     this.log.info({ downForMs: Date.now() - this.outageSince }, 'database reachable again');
     this.outageSince = null;
   }
+}
+
+/** A non-negative integer from the environment (0 when unset or not one). */
+function envInt(name: string): number {
+  const v = Number(process.env[name]);
+  return Number.isInteger(v) && v > 0 ? v : 0;
 }

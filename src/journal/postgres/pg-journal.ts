@@ -254,6 +254,13 @@ export class PgJournal implements Journal {
     throw new LeaseLostError(lease.runId);
   }
 
+  async renewMany(leases: Lease[], leaseMs: number): Promise<{ expiresAt: number; lost: string[] }> {
+    const now = this.now();
+    if (!leases.length) return { expiresAt: now + Math.ceil(leaseMs), lost: [] };
+    const held = new Set(await this.sql.renewMany(this.pool, leases, Math.ceil(leaseMs), now));
+    return { expiresAt: now + Math.ceil(leaseMs), lost: leases.filter((l) => !held.has(l.runId)).map((l) => l.runId) };
+  }
+
   async release(lease: Lease): Promise<void> {
     await this.sql.release(this.pool, lease);
   }

@@ -642,6 +642,18 @@ export class Sql {
     return r.rows[0] && Number(r.rows[0].lease_expires_at);
   }
 
+  /** Extends every lease whose token still holds its run, in one statement; returns the run ids renewed. */
+  async renewMany(q: Queryable, leases: Lease[], leaseMs: number, now: number): Promise<string[]> {
+    const r = await q.query<{ run_id: string }>(
+      `UPDATE ${this.s}.runs r SET lease_expires_at = $3::bigint + $4::bigint
+       FROM unnest($1::text[], $2::text[]) AS v(run_id, token)
+       WHERE r.run_id = v.run_id AND r.lease_token = v.token AND r.status = 'running'
+       RETURNING r.run_id`,
+      [leases.map((l) => l.runId), leases.map((l) => l.token), now, leaseMs],
+    );
+    return r.rows.map((x) => x.run_id);
+  }
+
   async release(q: Queryable, lease: Lease): Promise<void> {
     await q.query(
       `UPDATE ${this.s}.runs SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
