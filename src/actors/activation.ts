@@ -9,6 +9,7 @@ import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
 import { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
 import { type ChildOutcome, type Commit, type CommitResult, type Inbox, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
 import { LocalWork, settleWithin } from './local-work.js';
+import { observe, type RunObserver } from './observer.js';
 
 export { LocalWork, settleWithin } from './local-work.js';
 
@@ -295,6 +296,8 @@ export interface ActivationHost {
    * Default: registered in the registry. (The simulator runs every name: an unknown one fails as runActivity fails it.)
    */
   hasActivity?(name: string): boolean;
+  /** Told what happens to the runs (started, closed, blocked, activity retries): the worker's log lines and metrics. */
+  observer?: RunObserver;
 }
 
 /**
@@ -342,7 +345,13 @@ function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask,
   return h.runActivity
     ? (engine, t, signal) => h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal })
     : (engine, t, signal) =>
-        runActivity(h.host.registry, t, { clock, signal, run: { runId: engine.run.runId, workflowId: engine.run.workflowId }, ...(log ? { log } : {}) });
+        runActivity(h.host.registry, t, {
+          clock,
+          signal,
+          run: { runId: engine.run.runId, workflowId: engine.run.workflowId },
+          ...(log ? { log } : {}),
+          ...(h.observer ? { onRetry: (r) => observe(h.observer, (o) => o.activityRetry(engine.run.runId, engine, t, r)) } : {}),
+        });
 }
 
 /**

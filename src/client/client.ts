@@ -1,4 +1,4 @@
-import type { WorkflowDef } from '../runtime/commands.js';
+import { signalName, type SignalDef, type WorkflowDef } from '../runtime/commands.js';
 import { Registry, type WorkflowsInput } from '../runtime/registry.js';
 import { hostname, userInfo } from 'node:os';
 import { InvalidArgumentError, ResultTimeoutError, RunClosedError, UnknownRunError, WorkflowFailedError } from '../runtime/errors.js';
@@ -190,8 +190,16 @@ export class Client {
     return this.cascade(await this.runIdOf(ref), { reason, mode: 'terminate', graceMs: 0, maxChildDepth: this.maxChildDepth });
   }
 
-  /** Sends a signal to an open run; with `signalId`, sending again is a no-op. Throws RunClosedError if closed. */
-  async signal(ref: RunSelector, name: string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
+  /**
+   * Sends a signal to an open run: a `defineSignal` definition and its typed payload, or a name and any payload. With
+   * `signalId`, sending again is a no-op. Throws RunClosedError if closed.
+   */
+  async signal<T>(ref: RunSelector, signal: SignalDef<T>, payload: T, options?: { signalId?: string }): Promise<{ signalId: string }>;
+  async signal(ref: RunSelector, signal: SignalDef<void>): Promise<{ signalId: string }>;
+  async signal(ref: RunSelector, name: string, payload?: unknown, options?: { signalId?: string }): Promise<{ signalId: string }>;
+  async signal(ref: RunSelector, signal: SignalDef<any> | string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
+    const name = signalName(signal);
+    if (typeof name !== 'string' || !name) throw new InvalidArgumentError('signal', 'it must be a non-empty name or a defineSignal() definition');
     return this.journal.signal(await this.runIdOf(ref), { name, payload, ...(options.signalId ? { signalId: options.signalId } : {}) });
   }
 

@@ -91,6 +91,8 @@ export interface ActivityRunOptions {
   signal?: AbortSignal;
   /** The logger activities log to (bound to the run for each attempt). Default: pino at SKEIN_LOG_LEVEL (info). */
   log?: Logger;
+  /** Told of each failed attempt that is retried (after `delayMs`): the worker logs it. Must not throw. */
+  onRetry?: (retry: { attempt: number; error: unknown; delayMs: number }) => void;
 }
 
 const realDelay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -162,7 +164,9 @@ export async function runActivity(registry: Registry, task: ActivityTask, opts: 
       const name = err instanceof Error ? err.name : 'Error';
       const nonRetryable = (err as { nonRetryable?: boolean })?.nonRetryable === true || policy.nonRetryableErrors.includes(name);
       if (nonRetryable || attempt >= policy.maximumAttempts) return failed(task, err, attempt, opts.clock);
-      await untilAborted(delay(backoffMs(policy, attempt)), stop);
+      const delayMs = backoffMs(policy, attempt);
+      opts.onRetry?.({ attempt, error: err, delayMs });
+      await untilAborted(delay(delayMs), stop);
     }
   }
 }
