@@ -1,24 +1,27 @@
 /**
  * `npm start`: runs the batch example on the default journal (PostgreSQL at DATABASE_URL, or an embedded server
- * under ./.skein/ that needs no installation), printing progress while it runs and the result tree at the end.
+ * under the project's .skein/ that needs no installation), printing progress while it runs and the result tree at
+ * the end.
  *
- * Kill it midway (Ctrl-C, or kill -9) and run it again: it resumes the same batch (its id is kept in
- * ./.skein/current-batch), finishing the same runs without starting any child twice.
+ * Kill it midway (Ctrl-C, or kill -9) and run it again, from any directory of the project: it resumes the same batch
+ * (its id is kept in .skein/current-batch), finishing the same runs without starting any child twice.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import pino from 'pino';
 import { Client, Worker } from '../../src/index.js';
-import { openJournal } from '../../src/journal/open.js';
+import { openJournal, skeinHome } from '../../src/journal/open.js';
 import type { RunRecord } from '../../src/journal/journal.js';
 import { activities, batch, workflows, type Order } from './workflows.js';
 
-const MARKER = './.skein/current-batch';
+// (the same folder the embedded server uses, found from any directory of the project: see skeinHome)
+const MARKER = join(skeinHome(), 'current-batch');
 const ORDERS = Number(process.env.SKEIN_EXAMPLE_ORDERS ?? 20);
 
 async function main(): Promise<void> {
   const t0 = Date.now();
   const opened = await openJournal();
-  console.log(`journal: ${opened.embedded ? `embedded PostgreSQL (${opened.url.replace(/\/\/[^@]*@/, '//')}, data in ./.skein/pg)` : 'DATABASE_URL'}`);
+  console.log(`journal: ${opened.describe()}`);
   const worker = new Worker({
     workflows,
     activities,
@@ -37,7 +40,7 @@ async function main(): Promise<void> {
     console.log(`resuming ${workflowId} (left unfinished by an earlier run)`);
   } else {
     workflowId = `batch-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    mkdirSync('./.skein', { recursive: true });
+    mkdirSync(skeinHome(), { recursive: true });
     writeFileSync(MARKER, workflowId);
     console.log(`starting ${workflowId} with ${ORDERS} orders`);
   }

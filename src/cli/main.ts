@@ -10,7 +10,7 @@
  *   skein <command> --help
  *
  * The journal is PostgreSQL at --database-url or DATABASE_URL, or the embedded server under $SKEIN_HOME (default
- * ./.skein/) when none is set.
+ * .skein/ in the folder of the nearest package.json) when none is set.
  */
 import { CommanderError } from 'commander';
 import { redactSecrets } from '../journal/connection.js';

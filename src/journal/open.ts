@@ -1,14 +1,21 @@
-import path from 'node:path';
 import pg from 'pg';
 import { ConfigError, DatabaseUnreachableError } from '../runtime/errors.js';
 import { isUnreachable, redactUrl } from './connection.js';
 import { createPgJournal, type PgJournal } from './postgres/index.js';
+import { defaultDataDir } from './home.js';
 
 export interface OpenedJournal {
   journal: PgJournal;
   /** The connection URL in use (embedded or given). */
   url: string;
   embedded: boolean;
+  /** The embedded server's data directory (absolute), when embedded. */
+  dataDir?: string;
+  /**
+   * One line saying where the journal is: the URL (its password shown as `***` unless `showPassword`) and, for the
+   * embedded server, its data directory. Workers and examples print it at start; `psql "<url>"` connects.
+   */
+  describe(options?: { showPassword?: boolean }): string;
   /**
    * Closes the journal. On the embedded server it also leaves the server, which stops only when no other live
    * process uses it (see src/journal/embedded.ts).
@@ -20,7 +27,10 @@ export interface OpenJournalOptions {
   /** A PostgreSQL URL. Default: `DATABASE_URL`, else an embedded server under `dataDir`. */
   databaseUrl?: string;
   schema?: string;
-  /** Where the embedded server keeps its data. Default `$SKEIN_HOME/pg`, SKEIN_HOME defaulting to `./.skein`. */
+  /**
+   * Where the embedded server keeps its data. Default `<home>/pg`, home being `SKEIN_HOME`, else `.skein` in the folder
+   * of the nearest package.json (see skeinHome), so every process of a project finds the same server.
+   */
   dataDir?: string;
   maxConnections?: number;
 }
@@ -33,14 +43,12 @@ const REFUSED_SQLSTATE: Record<string, string> = {
   '42501': 'permission denied',
 };
 
-/** Where the embedded server keeps its data unless told: `$SKEIN_HOME/pg`, SKEIN_HOME defaulting to `./.skein`. */
-export function defaultDataDir(): string {
-  return path.join(process.env.SKEIN_HOME || './.skein', 'pg');
-}
+export { defaultDataDir, skeinHome } from './home.js';
 
 /**
  * The runtime's default journal: the Postgres journal on `DATABASE_URL`, or, with no database configured, on a real
- * PostgreSQL that needs no installation (the npm-shipped embedded server, data under `./.skein/`, or `$SKEIN_HOME`),
+ * PostgreSQL that needs no installation (the npm-shipped embedded server, its data under the project's `.skein/`, or
+ * `$SKEIN_HOME`: see skeinHome),
  * shared by every process that opens it and reused by the next start.
  *
  * Failures are typed: a URL that does not parse, or a server that refuses it (password, role, database), is a
@@ -56,7 +64,7 @@ export async function openJournal(options: OpenJournalOptions = {}): Promise<Ope
     const journal = await createPgJournal({ connectionString: given, ...pick(options) }).catch((err: unknown) => {
       throw connectFailure(err, given, setting);
     });
-    return { journal, url: given, embedded: false, close: () => journal.close() };
+    return { journal, url: given, embedded: false, describe: (o) => `PostgreSQL at ${shownUrl(given, o)}`, close: () => journal.close() };
   }
   const { startEmbeddedPostgres } = await import('./embedded.js');
   const server = await startEmbeddedPostgres({ dataDir: options.dataDir ?? defaultDataDir() });
@@ -66,6 +74,8 @@ export async function openJournal(options: OpenJournalOptions = {}): Promise<Ope
       journal,
       url: server.url,
       embedded: true,
+      dataDir: server.dataDir,
+      describe: (o) => `embedded PostgreSQL at ${shownUrl(server.url, o)} (data in ${server.dataDir}; its password is 'skein')`,
       close: async () => {
         try {
           await journal.close();
@@ -78,6 +88,10 @@ export async function openJournal(options: OpenJournalOptions = {}): Promise<Ope
     await server.stop();
     throw err;
   }
+}
+
+function shownUrl(url: string, o?: { showPassword?: boolean }): string {
+  return o?.showPassword ? url : redactUrl(url);
 }
 
 /** A URL the driver cannot parse is a ConfigError naming it (redacted), not a TypeError from deep inside pg. */

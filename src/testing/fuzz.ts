@@ -1,4 +1,5 @@
-import fc from 'fast-check';
+import type * as fc from 'fast-check';
+import { fastCheck, loadFastCheck } from './fast-check.js';
 import type { WorkflowDef } from '../runtime/commands.js';
 import { describeEvent, type EngineOptions } from '../runtime/engine.js';
 import { NonDeterminismError, RemoteError, SkeinError, type SerializedError } from '../runtime/errors.js';
@@ -39,16 +40,49 @@ export interface FuzzError {
   nonRetryable?: boolean;
 }
 
+// The public types below describe fast-check's values structurally, without importing its types: fast-check is an
+// optional peer dependency, and a project that uses skein/testing without it must type-check (skipLibCheck: false).
+
+/** A fast-check arbitrary (`fc.integer()`, `fc.record(…)`, …) generating values of type T. */
+export interface Arbitrary<T> {
+  generate(mrng: any, biasFactor: number | undefined): { readonly value: T };
+  shrink(value: T, context: unknown): unknown;
+  canShrinkWithoutContext(value: unknown): boolean;
+}
+
+/** fast-check's verbosity: false/0 none, true/1 verbose, 2 very verbose. */
+export type FuzzVerbosity = boolean | 0 | 1 | 2;
+
+/** fast-check's runner parameters (`fc.Parameters`): `numRuns`, `seed`, `path`, `timeout`, `examples`, … */
+export interface FuzzRunnerParameters {
+  numRuns?: number;
+  seed?: number;
+  path?: string;
+  timeout?: number;
+  endOnFailure?: boolean;
+  [parameter: string]: unknown;
+}
+
+/** The fuzzer as a fast-check property (an `fc.IAsyncProperty`), for `fc.assert` / `fc.check`. */
+export interface FuzzProperty<I> {
+  isAsync(): true;
+  generate(mrng: any, runId?: number): any;
+  shrink(value: any): any;
+  run(v: [FuzzCase<I>]): Promise<any>;
+  runBeforeEach: () => Promise<void>;
+  runAfterEach: () => Promise<void>;
+}
+
 /**
  * How one activity's outcomes are drawn. An arbitrary alone means "success values from it, or a generic failure".
  */
 export type ActivityFuzz =
-  | fc.Arbitrary<unknown>
+  | Arbitrary<unknown>
   | {
       /** Success values. Absent: a success runs the registered implementation. */
-      value?: fc.Arbitrary<unknown>;
+      value?: Arbitrary<unknown>;
       /** Failures to choose from: messages (thrown as ApplicationError), error shapes, or an arbitrary of them. */
-      errors?: ReadonlyArray<string | FuzzError> | fc.Arbitrary<FuzzError>;
+      errors?: ReadonlyArray<string | FuzzError> | Arbitrary<FuzzError>;
       /** false: this activity never fails. Default true. */
       canFail?: boolean;
       /** Weight of a failure against a success (which weighs 3). Default 1. */
@@ -93,7 +127,7 @@ export interface FuzzContext<I> {
 
 export interface FuzzOptions<I, O> {
   /** Inputs for the workflow. Default: always `undefined`. */
-  input?: fc.Arbitrary<I>;
+  input?: Arbitrary<I>;
   /** The workflows it starts as children (they run for real). */
   workflows?: WorkflowsInput;
   /** Real implementations, used for activities without an `outcomes` entry (and for `value`-less successes). */
@@ -126,10 +160,10 @@ export interface FuzzOptions<I, O> {
   numRuns?: number;
   seed?: number;
   path?: string;
-  verbose?: boolean | fc.VerbosityLevel;
+  verbose?: FuzzVerbosity;
   endOnFailure?: boolean;
   /** Any other fast-check parameters (the shortcuts above win). */
-  fc?: fc.Parameters<[FuzzCase<I>]>;
+  fc?: FuzzRunnerParameters;
 }
 
 /** One entry of an activity's outcome pool: a success value, a failure, or "run the real implementation". */
@@ -274,25 +308,25 @@ class Fuzzer<I, O> {
     const poolSize = Math.max(1, this.o.callsPerActivity ?? 8);
     const pools: Record<string, fc.Arbitrary<FuzzOutcome[]>> = {};
     for (const [name, spec] of Object.entries(this.o.outcomes ?? {})) {
-      pools[name] = fc.array(entryArbitrary(name, spec), { minLength: poolSize, maxLength: poolSize });
+      pools[name] = fastCheck().array(entryArbitrary(name, spec), { minLength: poolSize, maxLength: poolSize });
     }
-    return fc
+    return fastCheck()
       .record({
-        input: (this.o.input ?? fc.constant(undefined)) as fc.Arbitrary<I>,
+        input: (this.o.input ?? fastCheck().constant(undefined)) as fc.Arbitrary<I>,
         // size 'max': fast-check otherwise keeps arrays short, and every step past the end would take the
         // canonical order. Shrinking still shortens them, toward that canonical order.
-        picks: fc.array(fc.nat({ max: MAX_PICK }), { maxLength: maxChoices, size: 'max' }),
+        picks: fastCheck().array(fastCheck().nat({ max: MAX_PICK }), { maxLength: maxChoices, size: 'max' }),
         // Ticks of 0 half of the time: close-time ties are where barrier failure selection gets interesting.
-        ticks: fc.array(fc.oneof(fc.constant(0), fc.nat({ max: this.o.maxTick ?? 3 }), fc.nat({ max: this.o.maxTick ?? 3 })), {
+        ticks: fastCheck().array(fastCheck().oneof(fastCheck().constant(0), fastCheck().nat({ max: this.o.maxTick ?? 3 }), fastCheck().nat({ max: this.o.maxTick ?? 3 })), {
           maxLength: maxChoices,
           size: 'max',
         }),
-        crashes: maxCrashes > 0 ? fc.uniqueArray(fc.nat({ max: Math.max(0, (this.o.crashWindow ?? 24) - 1) }), { maxLength: maxCrashes }) : fc.constant([] as number[]),
-        evict: this.o.evictions === false ? fc.constant(false) : fc.boolean(),
-        outcomes: fc.record(pools) as fc.Arbitrary<Record<string, FuzzOutcome[]>>,
-        seed: fc.nat(),
+        crashes: maxCrashes > 0 ? fastCheck().uniqueArray(fastCheck().nat({ max: Math.max(0, (this.o.crashWindow ?? 24) - 1) }), { maxLength: maxCrashes }) : fastCheck().constant([] as number[]),
+        evict: this.o.evictions === false ? fastCheck().constant(false) : fastCheck().boolean(),
+        outcomes: fastCheck().record(pools) as fc.Arbitrary<Record<string, FuzzOutcome[]>>,
+        seed: fastCheck().nat(),
       })
-      .map((c) => Object.assign(c, { [fc.toStringMethod]: () => caseText(c) }));
+      .map((c) => Object.assign(c, { [fastCheck().toStringMethod]: () => caseText(c) }));
   }
 
   /** Runs one case and checks it. */
@@ -610,25 +644,28 @@ function makeContext<I>(
   };
 }
 
-function isArbitrary(x: unknown): x is fc.Arbitrary<unknown> {
+function isArbitrary(x: unknown): x is Arbitrary<unknown> {
   // Duck-typed: an arbitrary from another copy of fast-check is not `instanceof` this one's.
-  return !!x && typeof (x as fc.Arbitrary<unknown>).generate === 'function' && typeof (x as fc.Arbitrary<unknown>).shrink === 'function';
+  return !!x && typeof (x as Arbitrary<unknown>).generate === 'function' && typeof (x as Arbitrary<unknown>).shrink === 'function';
 }
+
+/** A structural Arbitrary is a fast-check one (that is how the user made it). */
+const fcArb = <T>(a: Arbitrary<T>): fc.Arbitrary<T> => a as unknown as fc.Arbitrary<T>;
 
 function entryArbitrary(name: string, spec: ActivityFuzz): fc.Arbitrary<FuzzOutcome> {
   const o = isArbitrary(spec) ? { value: spec } : spec;
-  const success: fc.Arbitrary<FuzzOutcome> = o.value ? o.value.map((value): FuzzOutcome => ({ kind: 'ok', value })) : fc.constant<FuzzOutcome>({ kind: 'real' });
+  const success: fc.Arbitrary<FuzzOutcome> = o.value ? fcArb(o.value).map((value): FuzzOutcome => ({ kind: 'ok', value })) : fastCheck().constant<FuzzOutcome>({ kind: 'real' });
   if (o.canFail === false) return success;
   const norm = (e: string | FuzzError) => (typeof e === 'string' ? { name: 'ApplicationError', message: e } : { ...e, name: e.name ?? 'ApplicationError' });
   const errors: fc.Arbitrary<ReturnType<typeof norm>> =
     o.errors === undefined
-      ? fc.constant(norm(`${name} failed (fuzzed)`))
+      ? fastCheck().constant(norm(`${name} failed (fuzzed)`))
       : isArbitrary(o.errors)
-        ? (o.errors as fc.Arbitrary<FuzzError>).map(norm)
-        : fc.constantFrom(...(o.errors as ReadonlyArray<string | FuzzError>).map(norm));
+        ? fcArb(o.errors as Arbitrary<FuzzError>).map(norm)
+        : fastCheck().constantFrom(...(o.errors as ReadonlyArray<string | FuzzError>).map(norm));
   const failure = errors.map((error): FuzzOutcome => ({ kind: 'fail', error }));
   // Success first: fast-check shrinks a oneof toward its first member, so a shrunk case fails only where it must.
-  return fc.oneof({ arbitrary: success, weight: 3 }, { arbitrary: failure, weight: o.failureWeight ?? 1 });
+  return fastCheck().oneof({ arbitrary: success, weight: 3 }, { arbitrary: failure, weight: o.failureWeight ?? 1 });
 }
 
 function caseText(c: FuzzCase<unknown>): string {
@@ -642,24 +679,25 @@ function caseText(c: FuzzCase<unknown>): string {
  * The fuzzer as a fast-check property, for use with your own `fc.assert`/`fc.check`. A failing case throws a
  * FuzzCaseError whose message holds the readable schedule.
  */
-export function fuzzProperty<I, O>(wf: WorkflowDef<I, O>, options: FuzzOptions<I, O> = {}): fc.IAsyncProperty<[FuzzCase<I>]> {
+export function fuzzProperty<I, O>(wf: WorkflowDef<I, O>, options: FuzzOptions<I, O> = {}): FuzzProperty<I> {
   const fz = new Fuzzer(wf, options);
-  return fc.asyncProperty(fz.arbitrary(), async (c) => {
+  return fastCheck().asyncProperty(fz.arbitrary(), async (c) => {
     const r = await fz.run(c);
     if (r.failure) throw r.failure;
   });
 }
 
 /**
- * Fuzzes a workflow (see the module comment) with `fc.assert`, so it fits in any test. Resolves with statistics
+ * Fuzzes a workflow (see the module comment) with `fastCheck().assert`, so it fits in any test. Resolves with statistics
  * when every case passes; rejects with a FuzzFailure holding the shrunk counterexample as a readable schedule and
  * the seed and path that reproduce it.
  */
 export async function fuzzWorkflow<I, O>(wf: WorkflowDef<I, O>, options: FuzzOptions<I, O> = {}): Promise<FuzzStats> {
+  await loadFastCheck();
   const fz = new Fuzzer(wf, options);
   const stats = { cases: 0, steps: 0, crashes: 0 };
   const t0 = performance.now();
-  const property = fc.asyncProperty(fz.arbitrary(), async (c) => {
+  const property = fastCheck().asyncProperty(fz.arbitrary(), async (c) => {
     const r = await fz.run(c);
     stats.cases++;
     stats.steps += r.steps;
@@ -678,19 +716,19 @@ export async function fuzzWorkflow<I, O>(wf: WorkflowDef<I, O>, options: FuzzOpt
   if (!params.reporter && !params.asyncReporter) {
     params.asyncReporter = async (d) => {
       if (!d.failed) return;
-      if (!d.counterexample) throw new SkeinError(fc.defaultReportMessage(d) ?? `fuzzWorkflow('${wf.name}') failed`);
+      if (!d.counterexample) throw new SkeinError(fastCheck().defaultReportMessage(d) ?? `fuzzWorkflow('${wf.name}') failed`);
       const [c] = d.counterexample;
       let caseError = d.errorInstance instanceof FuzzCaseError ? d.errorInstance : null;
       if (!caseError) caseError = (await fz.run(c)).failure;
       if (!caseError) {
         // The property failed outside the case runner (a fast-check timeout, say): report fast-check's own message.
-        throw new SkeinError(fc.defaultReportMessage(d) ?? `fuzzWorkflow('${wf.name}') failed`);
+        throw new SkeinError(fastCheck().defaultReportMessage(d) ?? `fuzzWorkflow('${wf.name}') failed`);
       }
-      const extra = d.verbose ? `\n\n${fc.defaultReportMessage(d) ?? ''}` : '';
+      const extra = d.verbose ? `\n\n${fastCheck().defaultReportMessage(d) ?? ''}` : '';
       throw new FuzzFailure(wf.name, caseError, d.seed, d.counterexamplePath ?? '', d.numRuns, d.numShrinks, c as FuzzCase<unknown>, extra);
     };
   }
-  await fc.assert(property, params);
+  await fastCheck().assert(property, params);
   const ms = performance.now() - t0;
   return { ...stats, ms, casesPerSecond: stats.cases / (ms / 1000) };
 }

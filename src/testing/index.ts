@@ -7,7 +7,8 @@
  *    and your own invariants; failures shrink to a readable schedule.
  *  - `Simulation`: the deterministic host the three are built on, for hand-written schedules.
  *
- * This entry point imports fast-check (a peer dependency); the main `skein` entry point does not.
+ * Only the fuzzer needs fast-check (an optional peer dependency), and loads it when it runs: without it, everything
+ * else here works. The main `skein` entry point never loads it.
  */
 export { createTestEnv, TestEnv, writeHistoryFile } from './env.js';
 export type { TestEnvOptions, EnvStartOptions } from './env.js';
@@ -21,7 +22,7 @@ export {
 } from './replay.js';
 export type { ReplayOptions, ReplayResult, ReplayOk, ReplayFailure } from './replay.js';
 export { fuzzWorkflow, fuzzProperty, FuzzFailure, FuzzCaseError } from './fuzz.js';
-export type { FuzzOptions, FuzzResult, FuzzContext, FuzzStats, FuzzCase, FuzzOutcome, ActivityFuzz, ActivityCall, FuzzError } from './fuzz.js';
+export type { FuzzOptions, FuzzResult, FuzzContext, FuzzStats, FuzzCase, FuzzOutcome, ActivityFuzz, ActivityCall, FuzzError, Arbitrary, FuzzVerbosity, FuzzRunnerParameters, FuzzProperty } from './fuzz.js';
 export { Simulation } from './simulator.js';
 export type { SimulationOptions, SimAction, ActivityOutcome } from './simulator.js';
 export type { ExportedHistory, RunRef, RunDescription } from '../client/client.js';
