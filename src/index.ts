@@ -20,6 +20,8 @@ export {
   waitForSignal,
   defineSignal,
   continueAsNew,
+  patched,
+  deprecatePatch,
   Command,
 } from './runtime/commands.js';
 export type {

@@ -16,7 +16,8 @@ export type CommandKind =
   | 'sideEffect'
   | 'children'
   | 'waitForSignal'
-  | 'continueAsNew';
+  | 'continueAsNew'
+  | 'patch';
 
 export abstract class Command<T> {
   abstract readonly kind: CommandKind;
@@ -345,6 +346,47 @@ export class ContinueAsNewCommand extends Command<never> {
  */
 export function continueAsNew<I>(input: I): Command<never> {
   return new ContinueAsNewCommand(input);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Versioning (docs/versioning.md)
+
+export class PatchCommand<T> extends Command<T> {
+  readonly kind = 'patch' as const;
+  constructor(
+    readonly patchId: string,
+    /** deprecatePatch(): the old branch is gone; only the journals keep the marker. */
+    readonly deprecated: boolean,
+  ) {
+    super();
+  }
+}
+
+function assertPatchId(patchId: unknown, fn: string): asserts patchId is string {
+  if (typeof patchId !== 'string' || patchId.length === 0) throw new TypeError(`${fn}(patchId): patchId must be a non-empty string`);
+}
+
+/**
+ * Whether this run takes the code changed under `patchId`: `if (yield* patched('id')) { new } else { old }`.
+ *
+ * Reached live (a new run, or a run that got here only after the deploy), it journals a PatchMarker and is true. On
+ * replay it is true exactly where the journal has that marker, and false where the journal went on without one (the
+ * run passed this point under the old code), so every run keeps to its own history. It takes no call path: adding
+ * it moves no other command. Once no open run was started before the change, replace it with deprecatePatch(id).
+ */
+export function patched(patchId: string): Command<boolean> {
+  assertPatchId(patchId, 'patched');
+  return new PatchCommand<boolean>(patchId, false);
+}
+
+/**
+ * The second step of removing a patch: the old branch is deleted and this call stays where `patched(id)` was, so
+ * journals that recorded the marker still replay (it takes their marker; live it records one, marked deprecated, so
+ * a rollback to the patched() code still replays). Remove it once no open run has the marker.
+ */
+export function deprecatePatch(patchId: string): Command<void> {
+  assertPatchId(patchId, 'deprecatePatch');
+  return new PatchCommand<void>(patchId, true);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

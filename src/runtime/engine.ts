@@ -7,6 +7,7 @@ import {
   ChildSignalCommand,
   Command,
   ContinueAsNewCommand,
+  PatchCommand,
   SideEffectCommand,
   SleepCommand,
   WaitForSignalCommand,
@@ -72,6 +73,12 @@ import { backoffMs } from './activities.js';
 export interface EngineOptions {
   /** Children deeper than this fail with ChildDepthExceededError. Default 10. */
   maxChildDepth?: number;
+  /**
+   * Test hosts only (the fuzzer): runs for which a patch is treated as deployed after they passed it, so patched(id)
+   * reached live answers false and journals nothing, exactly as the journal of a run started before the patch reads.
+   * Lets a test explore the old branch of every patched() under today's code.
+   */
+  prePatch?: (patchId: string, run: EngineRun) => boolean;
 }
 
 export const DEFAULT_MAX_CHILD_DEPTH = 10;
@@ -210,6 +217,8 @@ export class RunEngine {
   private readonly signalBuffer: { signalId: string; name: string; payload: unknown }[] = [];
   private readonly signalWaits = new Map<string, SignalWaitState>();
   private readonly seenSignals = new Set<string>();
+  /** What patched(id) answered in this run, by patch id (see decidePatch). */
+  private readonly patches = new Map<string, boolean>();
   /** Execution timeout of this run (from RunStarted). */
   private runDeadline: number | null = null;
   /** Set once CancelRequested is journaled: the code gets CancelledError once, then may clean up until `deadline`. */
@@ -222,7 +231,7 @@ export class RunEngine {
   constructor(
     private readonly def: WorkflowDef,
     readonly run: EngineRun,
-    options: EngineOptions = {},
+    private readonly options: EngineOptions = {},
   ) {
     this.maxChildDepth = options.maxChildDepth ?? DEFAULT_MAX_CHILD_DEPTH;
   }
@@ -350,6 +359,11 @@ export class RunEngine {
   childPath(childRunId: string): { path: string; callId: string; currentRunId: string } | undefined {
     const c = this.childByRunId.get(childRunId);
     return c ? { path: c.path, callId: c.ref.callId, currentRunId: c.currentRunId } : undefined;
+  }
+
+  /** What each patched(id) this run reached answered (true: the new code), in the order first reached. */
+  get patchesSeen(): ReadonlyMap<string, boolean> {
+    return this.patches;
   }
 
   /** Whether a CancelRequested is journaled (the host then stops fetching it). */
@@ -567,6 +581,13 @@ export class RunEngine {
       if (res.done) {
         this.decideComplete(res.value);
         return;
+      }
+      if (res.value instanceof PatchCommand) {
+        // patched()/deprecatePatch() answer at once and take no call path: adding one moves no other command.
+        const taken = this.decidePatch(res.value);
+        input = { ok: true, value: res.value.deprecated ? undefined : taken };
+        failedAt = null;
+        continue;
       }
       const path = String(this.position++);
       const cmd = res.value;
@@ -855,6 +876,37 @@ export class RunEngine {
   /** The journal time of a decision: its recorded time on replay, the activation's clock live. */
   private timeOf(e: NewEvent): number {
     return (e as Partial<JournalEvent>).recordedAt ?? this.clockNow;
+  }
+
+  /**
+   * patched(id): true where the journal has this patch's marker (consumed), or live (the marker is appended); false
+   * where the journal goes on without it: the run passed here under the code before the patch. deprecatePatch(id)
+   * takes a marker the same way and records one live (so that a rollback to the patched() code still replays). The
+   * first call of a patch id in a run decides; later ones return the same and journal nothing.
+   */
+  private decidePatch(cmd: PatchCommand<unknown>): boolean {
+    // Decided once per run: a patched() in a loop keeps its first answer (and journals one marker).
+    const known = this.patches.get(cmd.patchId);
+    if (known !== undefined) return known;
+    const taken = this.patchAtCursor(cmd);
+    this.patches.set(cmd.patchId, taken);
+    return taken;
+  }
+
+  private patchAtCursor(cmd: PatchCommand<unknown>): boolean {
+    this.skipNotes();
+    if (this.closeFromOutsideAtCursor()) throw CLOSED_FROM_OUTSIDE;
+    const j = this.history[this.cursor];
+    if (!j && !cmd.deprecated && this.options.prePatch?.(cmd.patchId, this.run)) return false;
+    if (!j) {
+      this.appendLive({ type: 'PatchMarker', payload: { patchId: cmd.patchId, ...(cmd.deprecated ? { deprecated: true } : {}) } });
+      return true;
+    }
+    if (j.type === 'PatchMarker' && j.payload.patchId === cmd.patchId) {
+      this.cursor++;
+      return true;
+    }
+    return false;
   }
 
   private decideComplete(value: unknown): void {

@@ -29,6 +29,11 @@ export class Registry {
     this.workflows.set(wf.name, wf);
   }
 
+  /** Replaces a workflow's code under its name (a test environment's deploy of a new version). */
+  replaceWorkflow(wf: WorkflowDef): void {
+    this.workflows.set(wf.name, wf);
+  }
+
   addActivity(a: ActivityDef): void {
     this.activities.set(a.name, a);
   }

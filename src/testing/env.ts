@@ -210,6 +210,22 @@ export class TestEnv {
     this.simulation.crash();
   }
 
+  /**
+   * Deploys new code: each given workflow replaces the one of its name, and the worker restarts (as `crash()`), so
+   * every open run resumes by replaying its journal with the new code, as after a production deploy. A run whose
+   * journal the new code no longer fits is blocked (NonDeterminismError) when it next activates.
+   */
+  deploy(workflows: WorkflowsInput): void {
+    for (const wf of Array.isArray(workflows) ? workflows : Object.values(workflows)) {
+      const def = wf as WorkflowDef;
+      const wrapped = this.wrap(def);
+      this.originals.set(def.name, def);
+      this.defs.set(def.name, wrapped);
+      this.simulation.registry.replaceWorkflow(wrapped);
+    }
+    this.simulation.crash();
+  }
+
   describe(runId: string): Promise<RunDescription> {
     return this.client.describe(runId);
   }

@@ -40,6 +40,11 @@ export interface ReplayOk extends ReplayBase {
   /** The value today's code returns at the end of the history (when it closes). Not compared with the journal. */
   result?: unknown;
   error?: SerializedError;
+  /**
+   * What each `patched(id)` answered on this history: true where its journal has the marker (the new code), false
+   * where the run passed that point before the patch. A history that never reached a patch does not list it.
+   */
+  patches: Record<string, boolean>;
 }
 
 export interface ReplayFailure extends ReplayBase {
@@ -190,6 +195,7 @@ function checkLoaded(registry: Registry, h: ExportedHistory, source: string | un
     ...base,
     ok: true,
     events: h.events.length,
+    patches: Object.fromEntries(r.engine.patchesSeen),
     status: closed ? closed.status : 'open',
     ...(closed?.status === 'completed' ? { result: closed.result } : {}),
     ...(closed?.status === 'failed' ? { error: closed.error } : {}),

@@ -66,6 +66,8 @@ export function formatSchedule(src: ScheduleSource): string[] {
         return `barrier at path ${e.payload.path} throws the failure of leaf ${e.payload.leafIndex}`;
       case 'FailureHandled':
         return `catches ${errorText(e.payload.error)}`;
+      case 'PatchMarker':
+        return e.payload.deprecated ? `deprecatePatch('${e.payload.patchId}')` : `patched('${e.payload.patchId}') = true (the new code)`;
       case 'RunCompleted':
         return `COMPLETES -> ${short(e.payload.result)}`;
       case 'RunFailed':
