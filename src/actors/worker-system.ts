@@ -111,7 +111,11 @@ export const workerSystemMachine = setup({
     },
     loseRun: ({ context, event }) => {
       if (event.type !== 'LOSE_RUN') return;
-      context.runs.get(event.runId)?.send({ type: 'LOST' });
+      // Only an actor that is 'working' (waiting on its activities) is told: one that is loading or activating finds
+      // out itself at its next fenced write, and may be in the very commit that released the lease on purpose (the
+      // heartbeat read the token before that commit).
+      const actor = context.runs.get(event.runId)?.actor;
+      if (actor?.getSnapshot().value === 'working') actor.send({ type: 'LOST' });
     },
     reapRun: ({ context, event, self }) => {
       if (event.type !== 'RUN_ENDED') return;
