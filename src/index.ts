@@ -50,6 +50,8 @@ export type { EngineOptions } from './runtime/engine.js';
 export { Registry } from './runtime/registry.js';
 export { telemetry } from './runtime/telemetry.js';
 export type { TelemetryEvents, TelemetryName, ChildTelemetry } from './runtime/telemetry.js';
+export { enableOpenTelemetry, disableOpenTelemetry, openTelemetryEnabled } from './telemetry/otel.js';
+export type { OpenTelemetryOptions, TracerProviderLike, RunTrace } from './telemetry/otel.js';
 export { MAX_PAYLOAD_CHARS } from './runtime/json.js';
 export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock, CancelResult, Inbox } from './journal/journal.js';
 export { MemoryJournal, ManualClock, systemClock } from './journal/memory.js';

@@ -10,6 +10,7 @@ import { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
 import { type ChildOutcome, type Commit, type CommitResult, type Inbox, type Journal, type Lease, type NewRun, type RunRecord, type RunStall, type WaitSpec } from '../journal/journal.js';
 import { LocalWork, settleWithin } from './local-work.js';
 import { observe, type RunObserver } from './observer.js';
+import { activationSpan, forgetActivities, recordActivity, stampRuns } from '../telemetry/otel.js';
 
 export { LocalWork, settleWithin } from './local-work.js';
 
@@ -190,10 +191,14 @@ export async function step(
   prepare?: (output: ActivationOutput) => Promise<ActivationOutput>,
 ): Promise<StepResult> {
   const committedSeq = engine.committedSeq;
+  // OpenTelemetry (null when off): ended only once this activation's commit succeeded (never on replay).
+  const span = activationSpan(engine);
   try {
     const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true, options.inbox ?? null);
     let output = engine.activate(deliveries, host.journal.clock.now());
+    span?.stamp(output);
     if (prepare && !output.close) output = await prepare(output);
+    span?.stamp(output);
     let wait = engine.waitSpec();
     const stalled = output.close ? undefined : options.stall?.(wait);
     if (stalled) wait = stalled.wait;
@@ -215,9 +220,15 @@ export async function step(
     engine.markCommitted();
     // Telemetry of what this commit journaled (children started and closed), never of replayed history.
     emitChildEvents(engine.run.runId, output.events, engine.events, committedSeq);
+    span?.committed(output.events, committedSeq, output);
     return { kind: 'committed', output, wait, commit, released: release || !!output.close };
   } catch (err) {
-    if (isBlocking(err)) return block(host, lease, committedSeq, err);
+    if (isBlocking(err)) {
+      const blocked = await block(host, lease, committedSeq, err);
+      span?.blocked(err, committedSeq);
+      return blocked;
+    }
+    forgetActivities(engine.run.runId);
     throw err;
   }
 }
@@ -344,14 +355,20 @@ function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask,
   const clock = h.host.journal.clock;
   return h.runActivity
     ? (engine, t, signal) => h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal })
-    : (engine, t, signal) =>
-        runActivity(h.host.registry, t, {
+    : (engine, t, signal) => {
+        // OpenTelemetry (null when off): attempts are recorded here, emitted by the commit that journals the outcome.
+        const traced = recordActivity(engine.run.runId, t);
+        const observed = h.observer ? (r: { attempt: number; error: unknown; delayMs: number }) => observe(h.observer, (o) => o.activityRetry(engine.run.runId, engine, t, r)) : undefined;
+        const onRetry = traced ? (r: { attempt: number; error: unknown; delayMs: number }) => (traced.retry(r), observed?.(r)) : observed;
+        const result = runActivity(h.host.registry, t, {
           clock,
           signal,
           run: { runId: engine.run.runId, workflowId: engine.run.workflowId },
           ...(log ? { log } : {}),
-          ...(h.observer ? { onRetry: (r) => observe(h.observer, (o) => o.activityRetry(engine.run.runId, engine, t, r)) } : {}),
+          ...(onRetry ? { onRetry } : {}),
         });
+        return traced ? result.finally(() => traced.done()) : result;
+      };
 }
 
 /**
@@ -404,6 +421,7 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
       // Never more than this worker will run: a child given back to other workers would redo its activities.
       fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
       if (fresh.length && budgetNow() < deadline) {
+        stampRuns(engine, fresh); // (OpenTelemetry: the trace context goes into the RunStarted its engine is built from)
         const tries = await Promise.all(
           fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline)),
         );

@@ -25,6 +25,7 @@ import {
 import { statusList } from '../journal/visibility.js';
 import { DEFAULT_MAX_CHILD_DEPTH } from '../runtime/engine.js';
 import { telemetry } from '../runtime/telemetry.js';
+import { clientSpan, type ClientSpan } from '../telemetry/otel.js';
 
 export interface StartOptions {
   /** The instance's stable id. Starting the same workflow id twice returns the first run. Default: a random id. */
@@ -200,11 +201,17 @@ export class Client {
   async signal(ref: RunSelector, signal: SignalDef<any> | string, payload?: unknown, options: { signalId?: string } = {}): Promise<{ signalId: string }> {
     const name = signalName(signal);
     if (typeof name !== 'string' || !name) throw new InvalidArgumentError('signal', 'it must be a non-empty name or a defineSignal() definition');
-    return this.journal.signal(await this.runIdOf(ref), { name, payload, ...(options.signalId ? { signalId: options.signalId } : {}) });
+    const runId = await this.runIdOf(ref);
+    return traced(clientSpan('skein.signal', { 'skein.run_id': runId, 'skein.signal.name': name }), (r) => ({ 'skein.signal_id': r.signalId }), () =>
+      this.journal.signal(runId, { name, payload, ...(options.signalId ? { signalId: options.signalId } : {}) }),
+    );
   }
 
   private async cascade(runId: string, options: CancelOptions): Promise<CancelResult> {
-    const result = await this.journal.cancel(runId, options);
+    const span = clientSpan(options.mode === 'terminate' ? 'skein.terminate' : 'skein.cancel', { 'skein.run_id': runId, 'skein.cancel.reason': options.reason });
+    const result = await traced(span, (r) => ({ 'skein.cancel.status': r.status, 'skein.cancel.closed': r.closed.length, 'skein.cancel.truncated': r.truncated.length }), () =>
+      this.journal.cancel(runId, options),
+    );
     if (result.truncated.length) {
       // Runs deeper than the bound should not exist; if they do (the bound was lowered), say so loudly.
       this.log.error({ runId, truncated: result.truncated, maxChildDepth: options.maxChildDepth }, 'cancel cascade truncated at maxChildDepth');
@@ -226,14 +233,20 @@ export class Client {
     }
     const workflowId = options.workflowId ?? `${workflow}-${deriveId('', String(Date.now()), String(Math.random())).slice(0, 12)}`;
     const queue = options.queue ?? (typeof wf === 'string' ? undefined : wf.options.queue) ?? 'default';
-    const { run, created } = await this.journal.startRun({
-      runId: deriveId('r_', 'root', workflowId),
-      workflowId,
-      workflow,
-      input: journalValue(input, `input of workflow '${workflow}'`),
-      queue,
-      ...(options.executionTimeoutMs !== undefined ? { deadline: this.journal.clock.now() + options.executionTimeoutMs } : {}),
-    });
+    const runId = deriveId('r_', 'root', workflowId);
+    // OpenTelemetry (null when off): the run's activations continue this span's trace (RunStarted.trace).
+    const span = clientSpan('skein.start', { 'skein.run_id': runId, 'skein.workflow': workflow, 'skein.workflow_id': workflowId, 'skein.root_run_id': runId });
+    const { run, created } = await traced(span, (r) => ({ 'skein.created': r.created }), () =>
+      this.journal.startRun({
+        runId,
+        workflowId,
+        workflow,
+        input: journalValue(input, `input of workflow '${workflow}'`),
+        queue,
+        ...(options.executionTimeoutMs !== undefined ? { deadline: this.journal.clock.now() + options.executionTimeoutMs } : {}),
+        ...(span ? { trace: span.trace(runId) } : {}),
+      }),
+    );
     return { runId: run.runId, workflowId: run.workflowId, workflow: run.workflow, created };
   }
 
@@ -498,3 +511,15 @@ function defaultIdentity(): string {
   return user ? `${user}@${hostname()}` : hostname();
 }
 
+/** Runs `call` inside a client span (when tracing is on): ended with `attrs` of its result, or failed with its error. */
+async function traced<T>(span: ClientSpan | null, attrs: (r: T) => Record<string, string | number | boolean>, call: () => Promise<T>): Promise<T> {
+  if (!span) return call();
+  try {
+    const r = await call();
+    span.end(attrs(r));
+    return r;
+  } catch (err) {
+    span.fail(err);
+    throw err;
+  }
+}

@@ -22,6 +22,8 @@ export type EventPayloads = {
     deadline?: number;
     /** The run is an operator's retry of `previousRunId` (same workflow id and input): why, and who asked. */
     retry?: RetryNote;
+    /** OpenTelemetry: the span that started the run, written only when tracing is on (docs/observability.md). */
+    trace?: RunTrace;
   };
 
   // decisions
@@ -121,6 +123,13 @@ export interface RetryNote {
   by?: string;
 }
 
+/** What a RunStarted carries for tracing: the W3C traceparent of the span that started the run, and its root's id. */
+export interface RunTrace {
+  /** `00-<trace id>-<span id>-<flags>` */
+  traceparent: string;
+  rootRunId: string;
+}
+
 export interface ChildOutcomePayload {
   path: string;
   callId: string;
@@ -133,7 +142,15 @@ export interface ChildOutcomePayload {
  * its engine from it without reading it back, so all three must agree key for key.
  */
 export function runStartedPayload(
-  run: { workflow: string; workflowId: string; parentRunId?: string | null; callId?: string | null; deadline?: number | undefined; retry?: RetryNote | undefined },
+  run: {
+    workflow: string;
+    workflowId: string;
+    parentRunId?: string | null;
+    callId?: string | null;
+    deadline?: number | undefined;
+    retry?: RetryNote | undefined;
+    trace?: RunTrace | undefined;
+  },
   input: unknown,
   depth: number,
 ): EventPayloads['RunStarted'] {
@@ -146,6 +163,7 @@ export function runStartedPayload(
     ...(run.parentRunId ? { parentRunId: run.parentRunId } : {}),
     ...(run.callId ? { callId: run.callId } : {}),
     ...(run.retry ? { retry: run.retry } : {}),
+    ...(run.trace ? { trace: run.trace } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 import type { ParentClosePolicy } from './commands.js';
 import type { SerializedError } from './errors.js';
-import type { ChildOutcomeType, NewEvent } from './events.js';
+import type { ChildOutcomeType, NewEvent, RunTrace } from './events.js';
 import { deriveId } from './json.js';
 
 /**
@@ -55,6 +55,8 @@ export interface NewRun {
   startAt?: number;
   /** Execution timeout: written into RunStarted; the run closes as timed_out when still open then. */
   deadline?: number;
+  /** OpenTelemetry trace context, written into RunStarted (set by the tracing hooks only, see telemetry/otel.ts). */
+  trace?: RunTrace;
   /**
    * A child that ran to its close inside its parent's activation (an inline child: it needed nothing but quick
    * activities). It is created closed, with its journal after RunStarted, in the parent's commit, which also journals

@@ -68,6 +68,7 @@ interface PreparedCommit {
       depth: number | undefined;
       input: unknown;
       deadline: number | undefined;
+      trace: NewRun['trace'];
       completed: { events: Array<{ type: string; json: string }>; status: ClosedStatus; resultJson: string; errorJson: string | null } | undefined;
     }
   >;
@@ -934,6 +935,7 @@ function prepareCommit(c: Commit): PreparedCommit {
       parentClosePolicy: ch.parentClosePolicy ?? 'cancel',
       startAt: ch.startAt ?? null,
       deadline: ch.deadline,
+      trace: ch.trace,
       completed: ch.completed && {
         events: ch.completed.events.map((e) => ({ type: e.type, json: toJsonText(e.payload, `event ${e.type}`) })),
         status: ch.completed.status,
