@@ -1,8 +1,16 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // Examples import the package by name, as a user's project does (tsconfig.json maps the same names for tsc).
+  resolve: {
+    alias: [
+      { find: /^skein$/, replacement: fileURLToPath(new URL('./src/index.ts', import.meta.url)) },
+      { find: /^skein\/testing$/, replacement: fileURLToPath(new URL('./src/testing/index.ts', import.meta.url)) },
+    ],
+  },
   test: {
-    include: ['test/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Integration tests start real processes and servers; keep files from fighting over 2 cores.

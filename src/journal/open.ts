@@ -26,6 +26,7 @@ export interface OpenedJournal {
 export interface OpenJournalOptions {
   /** A PostgreSQL URL. Default: `DATABASE_URL`, else an embedded server under `dataDir`. */
   databaseUrl?: string;
+  /** PostgreSQL schema of the journal. Default: SKEIN_SCHEMA, else `skein`. */
   schema?: string;
   /**
    * Where the embedded server keeps its data. Default `<home>/pg`, home being `SKEIN_HOME`, else `.skein` in the folder
@@ -116,7 +117,9 @@ function connectFailure(err: unknown, url: string, setting: string): unknown {
 
 function pick(o: OpenJournalOptions): { schema?: string; maxConnections?: number } {
   const out: { schema?: string; maxConnections?: number } = {};
-  if (o.schema) out.schema = o.schema;
+  // (SKEIN_SCHEMA as `skein worker` reads it, so a client script finds the worker's journal)
+  const schema = o.schema ?? process.env.SKEIN_SCHEMA;
+  if (schema) out.schema = schema;
   if (o.maxConnections) out.maxConnections = o.maxConnections;
   return out;
 }
