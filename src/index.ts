@@ -62,7 +62,10 @@ export type { RunRef, StartOptions, RunDescription, ExportedHistory, OpenWait, W
 export type { StoredWaits } from './runtime/waits.js';
 export { PgJournal, createPgJournal } from './journal/postgres/index.js';
 export type { PgJournalOptions } from './journal/postgres/index.js';
-export { openJournal } from './journal/open.js';
+export { openJournal, skeinHome, defaultDataDir } from './journal/open.js';
+/** skein logs with pino: pass `logger: pino({ level: 'warn' })` (or a pino transport) to Worker, or set SKEIN_LOG_LEVEL. */
+export { default as pino } from 'pino';
+export type { Logger, LoggerOptions, DestinationStream } from 'pino';
 export type { OpenedJournal, OpenJournalOptions } from './journal/open.js';
 export { RedisWakeBus } from './journal/wake-bus.js';
 export type { WakeBus, RedisWakeBusOptions } from './journal/wake-bus.js';

@@ -50,7 +50,8 @@ export function registerWorkerCommand(program: Command, ctx: CliContext): void {
       `
 Environment:
   DATABASE_URL     PostgreSQL for the journal; without it, an embedded server shared by the processes of this
-                   machine, with its data in $SKEIN_HOME/pg (SKEIN_HOME defaults to ./.skein)
+                   machine, with its data in $SKEIN_HOME/pg (SKEIN_HOME defaults to .skein in the folder of the
+                   nearest package.json, so every directory of a project finds the same server)
   REDIS_URL        as --redis-url
   SKEIN_LOG_LEVEL  pino level of the JSON log on stdout (default: info)
 
@@ -102,7 +103,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
     return EXIT_OK;
   }
   // From here to worker.run() nothing awaits: no signal can fall between the two sets of handlers.
-  log.info({ embedded: opened.embedded, database: redactUrl(opened.url) }, 'journal open');
+  log.info({ embedded: opened.embedded, database: redactUrl(opened.url), ...(opened.dataDir ? { dataDir: opened.dataDir } : {}), journal: opened.describe() }, 'journal open');
   const wakeBus = wake && wakeUrl ? new wake.RedisWakeBus({ url: wakeUrl, ...(opts.schema ? { channel: `${opts.schema}:wake` } : {}) }) : undefined;
   const worker = new Worker({
     workflows: source.workflows,
