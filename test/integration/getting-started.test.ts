@@ -110,7 +110,7 @@ describe('docs/getting-started.md', () => {
 
     /** The environment of a user's shell with nothing of skein's set (and this test's own PostgreSQL unset). */
     function env(): NodeJS.ProcessEnv {
-      const e = { ...process.env, SKEIN_LOG_LEVEL: 'info' };
+      const e: NodeJS.ProcessEnv = { ...process.env, SKEIN_LOG_LEVEL: 'info' };
       for (const k of ['DATABASE_URL', 'SKEIN_HOME', 'SKEIN_SCHEMA', 'REDIS_URL', 'NODE_OPTIONS']) delete e[k];
       return e;
     }
