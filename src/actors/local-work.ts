@@ -3,6 +3,9 @@ import type { NewEvent } from '../runtime/events.js';
 import { ActivityAbortedError, CancelledError } from '../runtime/errors.js';
 import type { Journal } from '../journal/journal.js';
 
+/** How a run actor ended (WorkerHealth counts them). */
+export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed' | 'stopped';
+
 /** Activities running in this process for one run; results wait here until the next activation journals them. */
 export class LocalWork {
   private readonly inflight = new Map<string, Promise<void>>();
