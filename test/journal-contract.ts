@@ -1596,6 +1596,18 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect((await journal.listRuns({ status: 'failed' })).runs[0]).toMatchObject({ runId: 'run-a-x', status: 'failed', error: boom, parentRunId: 'run-a' });
       });
 
+      it('workflowIdPrefix matches exactly the workflow ids that start with it, whatever their characters', async () => {
+        const wids = ['a', 'ab', 'ab\u{10FFFF}', 'ab\u{10FFFF}z', 'ac', 'aü', 'aü1', 'aý', 'a\uD7FF', 'a\uE000', 'b', '日本', '日本語', '日朝'];
+        for (const [i, workflowId] of wids.entries()) {
+          await journal.startRun(rootRun(`p${i}`, { workflowId }));
+          clock.advance(1);
+        }
+        for (const prefix of ['a', 'ab', 'ab\u{10FFFF}', 'aü', 'a\uD7FF', '日本', '日', 'z', '']) {
+          const got = (await journal.listRuns({ workflowIdPrefix: prefix, limit: 100 })).runs.map((r) => r.workflowId).sort();
+          expect(got, JSON.stringify(prefix)).toEqual(wids.filter((w) => w.startsWith(prefix)).sort());
+        }
+      });
+
       it('listRuns pages with a keyset cursor: runs sharing one created_at are neither repeated nor skipped', async () => {
         // 23 children created in one commit (one created_at), between two roots created before and after
         await start('first');
@@ -1749,6 +1761,15 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         const t = await start('t');
         await closeRun(t.runId, 'timed_out', { error: { name: 'RunTimeoutError', message: 'late' } });
         expect((await journal.retry(t.runId, { reason: 'x' })).created).toBe(true);
+        // a run that continued as new is not the instance's last word: its newest run is what may be retried
+        const c = await start('cn');
+        const next: NewRun = { runId: 'run-cn2', workflowId: 'wf-cn', workflow: 'parent', input: 2, queue: QUEUE, depth: 0 };
+        await journal.commit(await mustAcquire(c.runId), commitOf(1, { events: [{ type: 'RunContinued', payload: { input: 2, nextRunId: 'run-cn2' } }], close: { status: 'continued', next } }));
+        await expect(journal.retry(c.runId, { reason: 'x' })).rejects.toMatchObject({ name: 'RunStateError', status: 'continued' });
+        await failRun('run-cn2');
+        const cn = await journal.retry('run-cn2', { reason: 'x' });
+        expect(cn.run).toMatchObject({ workflowId: 'wf-cn', input: 2, retryOf: 'run-cn2' });
+        expect((await journal.getRunByWorkflowId('wf-cn'))!.runId).toBe(cn.run.runId);
         expect(await journal.getRun(open.runId)).toMatchObject({ status: 'running', retriedTo: null });
       });
 

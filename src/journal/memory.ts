@@ -494,7 +494,7 @@ export class MemoryJournal implements Journal {
       level = next;
     }
     const rest = found
-      .filter((r) => !after || breadthFirst(r, { depth: after.depth, createdAt: after.createdAt, runId: after.runId } as RunRecord) > 0)
+      .filter((r) => !after || breadthFirst(r, after) > 0)
       .sort(breadthFirst);
     const runs = rest.slice(0, limit).map(clone);
     const last = runs[runs.length - 1];

@@ -74,10 +74,11 @@ function decode(cursor: string | null | undefined, n: number): unknown[] | null 
 export const compareIds = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Newest first: created_at, then run id, descending (listRuns' order). */
-export const newestFirst = (a: RunRecord, b: RunRecord): number => b.createdAt - a.createdAt || compareIds(b.runId, a.runId);
+export const newestFirst = (a: Pick<RunRecord, 'createdAt' | 'runId'>, b: Pick<RunRecord, 'createdAt' | 'runId'>): number => b.createdAt - a.createdAt || compareIds(b.runId, a.runId);
 
 /** Breadth first: depth, then created_at and run id ascending (listDescendants' order). */
-export const breadthFirst = (a: RunRecord, b: RunRecord): number => a.depth - b.depth || a.createdAt - b.createdAt || compareIds(a.runId, b.runId);
+type TreeKey = Pick<RunRecord, 'depth' | 'createdAt' | 'runId'>;
+export const breadthFirst = (a: TreeKey, b: TreeKey): number => a.depth - b.depth || a.createdAt - b.createdAt || compareIds(a.runId, b.runId);
 
 /** The filter as a predicate over run records (the memory journal's listRuns and countRuns). */
 export function runMatcher(filter: RunFilter): (r: RunRecord) => boolean {

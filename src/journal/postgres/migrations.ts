@@ -205,7 +205,8 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_workflow_idx ON ${s}.runs (workflow, created_at, run_id COLLATE "C");
       -- queue
       CREATE INDEX runs_queue_idx ON ${s}.runs (queue, created_at, run_id COLLATE "C");
-      -- workflowIdPrefix: a prefix LIKE becomes a range scan on a bytewise-ordered key, whatever the database's collation
+      -- workflowIdPrefix: a range [prefix, prefix with its last character incremented) on a bytewise-ordered key,
+      -- whatever the database's collation
       CREATE INDEX runs_workflow_id_prefix_idx ON ${s}.runs (workflow_id COLLATE "C");
       -- closedAfter/closedBefore: closed runs only
       CREATE INDEX runs_closed_idx ON ${s}.runs (closed_at) WHERE closed_at IS NOT NULL;
@@ -214,7 +215,8 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_root_idx ON ${s}.runs (root_run_id, depth, created_at, run_id COLLATE "C");
       -- parentRunId: the parent index gains run_id, so a page of a 10,000-child fan-out whose children share one
       -- created_at (one commit created them) starts at the cursor instead of re-reading the ties. It still serves
-      -- listChildren, childOutcomes, the cancel cascade and listDescendants below a run that is not a root.
+      -- listChildren, childOutcomes and the cancel cascade, and listDescendants below a run that is not a root walks it
+      -- a level at a time, index-only (the key holds parent, created_at and run_id).
       DROP INDEX ${s}.runs_parent_idx;
       CREATE INDEX runs_parent_idx ON ${s}.runs (parent_run_id, created_at, run_id COLLATE "C") WHERE parent_run_id IS NOT NULL;
 

@@ -4,7 +4,7 @@ import type { ParentClosePolicy } from '../../runtime/commands.js';
 import { DuplicateWorkflowIdError, InvalidArgumentError, LeaseLostError, RunClosedError, RunStateError, SkeinError, UnknownRunError, type SerializedError } from '../../runtime/errors.js';
 import { runStartedPayload, type JournalEvent, type RetryNote } from '../../runtime/events.js';
 import { redactUrl } from '../connection.js';
-import { checkRetryable, countsOf, decodeRunCursor, decodeTreeCursor, encodeCursor, levels, pageLimit, statusList, workerOrder, workerStatus } from '../visibility.js';
+import { breadthFirst, checkRetryable, countsOf, decodeRunCursor, decodeTreeCursor, encodeCursor, levels, pageLimit, statusList, workerOrder, workerStatus } from '../visibility.js';
 import { toJson, toJsonText } from '../../runtime/json.js';
 import {
   isOpen,
@@ -539,16 +539,27 @@ export class PgJournal implements Journal {
     const after = decodeTreeCursor(query.cursor);
     const run = await this.sql.runById(this.pool, runId);
     if (!run) throw new UnknownRunError(runId);
-    const maxDepth = levels(query.maxDepth);
-    const rows = await this.sql.listDescendants(this.pool, {
-      runId,
-      // a root that never continued as new: its whole tree (root_run_id) is its descendants
-      wholeTree: run.parentRunId === null && run.continuedFrom === null && run.continuedTo === null && run.rootRunId === run.runId,
-      fromDepth: run.depth,
-      toDepth: Math.min(run.depth + maxDepth, 2_147_483_647),
-      after,
-      limit: limit + 1,
-    });
+    const toDepth = Math.min(run.depth + levels(query.maxDepth), 2_147_483_647);
+    let rows: RunRecord[];
+    if (run.parentRunId === null && run.continuedFrom === null && run.continuedTo === null && run.rootRunId === run.runId) {
+      // a root that never continued as new: its whole tree (root_run_id) is its descendants, a page is one range scan
+      rows = await this.sql.treePage(this.pool, { rootRunId: runId, fromDepth: run.depth, toDepth, after, limit: limit + 1 });
+    } else {
+      // any other run: walk the parent links a level at a time, reading keys only (index-only), then the page's rows
+      const keys: Array<{ runId: string; depth: number; createdAt: number }> = [];
+      let level = [runId];
+      for (let depth = run.depth + 1; level.length && depth <= toDepth; depth++) {
+        const kids = await this.sql.childKeys(this.pool, level);
+        for (const k of kids) keys.push({ runId: k.runId, depth, createdAt: k.createdAt });
+        level = kids.map((k) => k.runId);
+      }
+      const page = keys
+        .filter((k) => !after || breadthFirst(k, after) > 0)
+        .sort(breadthFirst)
+        .slice(0, limit + 1);
+      const byId = new Map((await this.sql.runsByIdList(this.pool, page.map((k) => k.runId))).map((r) => [r.runId, r]));
+      rows = page.flatMap((k) => byId.get(k.runId) ?? []);
+    }
     const runs = rows.slice(0, limit);
     const last = runs[runs.length - 1];
     return { runs, nextCursor: rows.length > limit && last ? encodeCursor([last.depth, last.createdAt, last.runId]) : null };

@@ -68,20 +68,21 @@ const RUN_COLUMNS = `run_id, workflow_id, workflow, status, input, parent_run_id
   parent_close_policy, cancel_reason, cancel_deadline, cancel_requested_at, waits, stall, retry_of, retried_to`;
 
 /**
- * A RunFilter's conditions on `r`, parameters $1-$10 (filterValues). A condition whose parameter is null is dropped by
+ * A RunFilter's conditions on `r`, parameters $1-$11 (filterValues). A condition whose parameter is null is dropped by
  * the planner (parameters are bound per call), so each query uses the index of the filters it has (migration 8).
- * The prefix is a LIKE pattern (escaped) on the bytewise-ordered workflow id: a range scan of runs_workflow_id_prefix_idx.
+ * A workflow id prefix is a range of the bytewise-ordered workflow id, [prefix, prefixEnd(prefix)): a range scan of
+ * runs_workflow_id_prefix_idx that the planner can estimate from the statistics (starts_with keeps it exact).
  */
 const FILTER = `($1::text IS NULL OR r.workflow = $1)
   AND ($2::text IS NULL OR r.queue = $2)
   AND ($3::text IS NULL OR r.parent_run_id = $3)
   AND ($4::text IS NULL OR r.root_run_id = $4)
   AND ($5::text IS NULL OR r.workflow_id = $5)
-  AND ($6::text IS NULL OR r.workflow_id COLLATE "C" LIKE $6)
-  AND ($7::bigint IS NULL OR r.created_at >= $7::bigint)
-  AND ($8::bigint IS NULL OR r.created_at < $8::bigint)
-  AND ($9::bigint IS NULL OR r.closed_at >= $9::bigint)
-  AND ($10::bigint IS NULL OR r.closed_at < $10::bigint)`;
+  AND ($6::text IS NULL OR (r.workflow_id COLLATE "C" >= $6 AND ($7::text IS NULL OR r.workflow_id COLLATE "C" < $7) AND starts_with(r.workflow_id, $6)))
+  AND ($8::bigint IS NULL OR r.created_at >= $8::bigint)
+  AND ($9::bigint IS NULL OR r.created_at < $9::bigint)
+  AND ($10::bigint IS NULL OR r.closed_at >= $10::bigint)
+  AND ($11::bigint IS NULL OR r.closed_at < $11::bigint)`;
 
 /** A RunFilter as the statements take it (no status: that is given apart). Times are whole milliseconds. */
 export interface FilterParams {
@@ -97,9 +98,9 @@ export interface FilterParams {
   closedBefore?: number | undefined;
 }
 
-/** $1-$10 of FILTER. */
+/** $1-$11 of FILTER. */
 function filterValues(f: FilterParams): unknown[] {
-  const prefix = f.workflowIdPrefix === undefined ? null : f.workflowIdPrefix.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
+  const prefix = f.workflowIdPrefix ?? null;
   return [
     f.workflow ?? null,
     f.queue ?? null,
@@ -107,11 +108,29 @@ function filterValues(f: FilterParams): unknown[] {
     f.rootRunId ?? null,
     f.workflowId ?? null,
     prefix,
+    prefix === null ? null : prefixEnd(prefix),
     f.startedAfter ?? null,
     f.startedBefore ?? null,
     f.closedAfter ?? null,
     f.closedBefore ?? null,
   ];
+}
+
+/**
+ * The least string above every string that starts with `prefix`, in code point order (PostgreSQL's COLLATE "C" on
+ * UTF-8 compares bytes, which is the same order): the prefix with its last code point incremented (one that cannot be
+ * is dropped first). Null when there is none (no upper bound).
+ */
+export function prefixEnd(prefix: string): string | null {
+  const cps = Array.from(prefix);
+  while (cps.length) {
+    const last = cps.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) {
+      const next = last + 1 >= 0xd800 && last + 1 <= 0xdfff ? 0xe000 : last + 1;
+      return cps.join('') + String.fromCodePoint(next);
+    }
+  }
+  return null;
 }
 
 /** The open statuses, as SQL (OPEN_STATUSES in journal.ts). */
@@ -1322,24 +1341,21 @@ export class Sql {
    * A page of runs matching the filter, newest first (created_at, run_id descending), `limit` at most, after the
    * cursor's (created_at, run_id). Keyset pagination: the cursor condition is a row comparison on the last columns of
    * the filter's index (migration 8), so every page is one backward index range scan, never an OFFSET that re-reads
-   * what came before. Several statuses: one such scan per status (a LATERAL subquery each), merged; the filter's
-   * parameters are bound per call, so the planner sees which conditions are null and uses the index of the others.
+   * what came before. Several statuses: one such scan per status (a subquery each, `limit` at most), merged. The
+   * parameters are bound per call (each status its own), so the planner sees the values: it drops the conditions
+   * whose parameter is null and picks, from the statistics, the index of the most selective of the others.
    */
   async listRuns(q: Queryable, f: FilterParams, page: { statuses: RunStatus[] | null; after: { createdAt: number; runId: string } | null; limit: number }): Promise<RunRecord[]> {
     const cursor = `($12::bigint IS NULL OR (r.created_at, r.run_id COLLATE "C") < ($12::bigint, $13::text COLLATE "C"))`;
     const order = `ORDER BY created_at DESC, run_id COLLATE "C" DESC`;
-    const values = [...filterValues(f), page.statuses, page.after?.createdAt ?? null, page.after?.runId ?? null, page.limit];
-    const text = page.statuses
-      ? `SELECT p.* FROM unnest($11::text[]) AS s(status)
-         CROSS JOIN LATERAL (
-           SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
-           WHERE r.status = s.status AND ${FILTER} AND ${cursor}
-           ${order} LIMIT $14
-         ) p
-         ${order} LIMIT $14`
-      : `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
-         WHERE $11::text[] IS NULL AND ${FILTER} AND ${cursor}
-         ${order} LIMIT $14`;
+    const values: unknown[] = [...filterValues(f), page.after?.createdAt ?? null, page.after?.runId ?? null, page.limit];
+    const scan = (status: string) => `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r WHERE ${status}${FILTER} AND ${cursor} ${order} LIMIT $14`;
+    let text = scan('');
+    if (page.statuses?.length === 1) text = scan(`r.status = $${values.push(page.statuses[0]!)} AND `);
+    else if (page.statuses) {
+      const parts = page.statuses.map((st) => `(${scan(`r.status = $${values.push(st)} AND `)})`);
+      text = `SELECT * FROM (${parts.join(' UNION ALL ')}) p ${order} LIMIT $14`;
+    }
     const r = await q.query<RunRow>(text, values);
     return r.rows.map(toRun);
   }
@@ -1348,7 +1364,7 @@ export class Sql {
   async countRuns(q: Queryable, f: FilterParams, statuses: RunStatus[] | null): Promise<Array<{ status: RunStatus; count: number }>> {
     const r = await q.query<{ status: RunStatus; count: string }>(
       `SELECT r.status, count(*) AS count FROM ${this.s}.runs r
-       WHERE ($11::text[] IS NULL OR r.status = ANY($11::text[])) AND ${FILTER}
+       WHERE ($12::text[] IS NULL OR r.status = ANY($12::text[])) AND ${FILTER}
        GROUP BY r.status`,
       [...filterValues(f), statuses],
     );
@@ -1356,31 +1372,40 @@ export class Sql {
   }
 
   /**
-   * A page of a run's descendants, breadth first (depth, created_at, run_id), depths in (`fromDepth`, `toDepth`],
-   * after the cursor. Below a root that never continued as new, every run of its tree is its descendant, so the page
-   * is one range scan of runs_root_idx from the cursor. Below any other run the descendants are found through the
-   * parent links (a recursive walk of runs_parent_idx reading ids and depths only; rows are read for the page alone).
+   * A page of a root's tree, breadth first (depth, created_at, run_id), depths in (`fromDepth`, `toDepth`], after the
+   * cursor: one range scan of runs_root_idx from the cursor. (Below a root that never continued as new, every run of
+   * its tree is its descendant; Journal.listDescendants walks the parent links for any other run: childKeys.)
    */
-  async listDescendants(
+  async treePage(
     q: Queryable,
-    a: { runId: string; wholeTree: boolean; fromDepth: number; toDepth: number; after: { depth: number; createdAt: number; runId: string } | null; limit: number },
+    a: { rootRunId: string; fromDepth: number; toDepth: number; after: { depth: number; createdAt: number; runId: string } | null; limit: number },
   ): Promise<RunRecord[]> {
-    const cursor = `($4::integer IS NULL OR (r.depth, r.created_at, r.run_id COLLATE "C") > ($4::integer, $5::bigint, $6::text COLLATE "C"))`;
-    const order = `ORDER BY r.depth, r.created_at, r.run_id COLLATE "C"`;
-    const values = [a.runId, a.fromDepth, a.toDepth, a.after?.depth ?? null, a.after?.createdAt ?? null, a.after?.runId ?? null, a.limit];
-    const text = a.wholeTree
-      ? `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
-         WHERE r.root_run_id = $1 AND r.depth > $2::integer AND r.depth <= $3::integer AND ${cursor}
-         ${order} LIMIT $7`
-      : `WITH RECURSIVE sub(sub_run_id, sub_depth) AS (
-           SELECT c.run_id, c.depth FROM ${this.s}.runs c WHERE c.parent_run_id = $1
-           UNION ALL
-           SELECT c.run_id, c.depth FROM sub JOIN ${this.s}.runs c ON c.parent_run_id = sub.sub_run_id WHERE sub.sub_depth < $3::integer
-         )
-         SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r JOIN sub ON sub.sub_run_id = r.run_id
-         WHERE r.depth > $2::integer AND r.depth <= $3::integer AND ${cursor}
-         ${order} LIMIT $7`;
-    const r = await q.query<RunRow>(text, values);
+    const r = await q.query<RunRow>(
+      `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
+       WHERE r.root_run_id = $1 AND r.depth > $2::integer AND r.depth <= $3::integer
+         AND ($4::integer IS NULL OR (r.depth, r.created_at, r.run_id COLLATE "C") > ($4::integer, $5::bigint, $6::text COLLATE "C"))
+       ORDER BY r.depth, r.created_at, r.run_id COLLATE "C"
+       LIMIT $7`,
+      [a.rootRunId, a.fromDepth, a.toDepth, a.after?.depth ?? null, a.after?.createdAt ?? null, a.after?.runId ?? null, a.limit],
+    );
+    return r.rows.map(toRun);
+  }
+
+  /**
+   * The children of these runs, as keys (run id, parent, created_at): read from runs_parent_idx alone (an index-only
+   * scan: the key holds all three), one level of a walk down a tree.
+   */
+  async childKeys(q: Queryable, parentRunIds: string[]): Promise<Array<{ runId: string; parentRunId: string; createdAt: number }>> {
+    const r = await q.query<{ run_id: string; parent_run_id: string; created_at: string }>(
+      `SELECT run_id, parent_run_id, created_at FROM ${this.s}.runs WHERE parent_run_id = ANY($1::text[])`,
+      [parentRunIds],
+    );
+    return r.rows.map((x) => ({ runId: x.run_id, parentRunId: x.parent_run_id, createdAt: Number(x.created_at) }));
+  }
+
+  /** The runs with these ids (in no order). */
+  async runsByIdList(q: Queryable, runIds: string[]): Promise<RunRecord[]> {
+    const r = await q.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE run_id = ANY($1::text[])`, [runIds]);
     return r.rows.map(toRun);
   }
 
