@@ -54,11 +54,15 @@ export { enableOpenTelemetry, disableOpenTelemetry, openTelemetryEnabled } from 
 export type { OpenTelemetryOptions, TracerProviderLike, RunTrace } from './telemetry/otel.js';
 export { MAX_PAYLOAD_CHARS } from './runtime/json.js';
 export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock, CancelResult, Inbox } from './journal/journal.js';
+export { retryRunId } from './journal/journal.js';
+export type { RunFilter, ListRunsQuery, DescendantsQuery, RunPage, RunCounts, RunIdentity, WorkerHeartbeat, WorkerInfo, JournalTarget } from './journal/journal.js';
 export { MemoryJournal, ManualClock, systemClock } from './journal/memory.js';
 export { Worker } from './worker/worker.js';
-export type { WorkerOptions, WorkerHealth } from './worker/worker.js';
-export { Client } from './client/client.js';
+export type { WorkerOptions, WorkerHealth, WorkerHealthReport } from './worker/worker.js';
+export type { WorkerMetrics } from './worker/metrics.js';
+export { Client, isRunId } from './client/client.js';
 export type { RunRef, StartOptions, RunDescription, ExportedHistory, OpenWait, WaitKind, WaitingFor, ClientOptions } from './client/client.js';
+export type { RunSelector, TreeNode, TreePage, RetryResult, BulkOptions, BulkResult } from './client/client.js';
 export type { StoredWaits } from './runtime/waits.js';
 export { PgJournal, createPgJournal } from './journal/postgres/index.js';
 export type { PgJournalOptions } from './journal/postgres/index.js';
