@@ -16,7 +16,19 @@ export interface DbOptions {
 export function dbOptions(cmd: Command): Command {
   return cmd
     .option('--database-url <url>', 'PostgreSQL of the journal (default: DATABASE_URL, else the embedded server under $SKEIN_HOME)')
-    .option('--schema <name>', 'PostgreSQL schema of the journal (default: skein)', schemaName);
+    .option('--schema <name>', 'PostgreSQL schema of the journal (default: SKEIN_SCHEMA, else skein)', schemaName);
+}
+
+/** `--schema`, else SKEIN_SCHEMA (checked as the option is), else undefined (the journal's default, skein). */
+export function schemaOf(opts: { schema?: string }): string | undefined {
+  if (opts.schema) return opts.schema;
+  const env = process.env.SKEIN_SCHEMA;
+  if (!env) return undefined;
+  try {
+    return schemaName(env);
+  } catch {
+    throw new ConfigError('SKEIN_SCHEMA', env, `SKEIN_SCHEMA ${env} is not a schema name: a lower-case identifier (a-z, 0-9, _; not starting with a digit)`);
+  }
 }
 
 /**
@@ -37,7 +49,8 @@ export async function withClient<T>(opts: DbOptions, fn: (client: Client, opened
 
 async function open(opts: DbOptions): Promise<OpenedJournal> {
   try {
-    return await openJournal({ ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}), ...(opts.schema ? { schema: opts.schema } : {}), maxConnections: 4 });
+    const schema = schemaOf(opts);
+    return await openJournal({ ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}), ...(schema ? { schema } : {}), maxConnections: 4 });
   } catch (err) {
     // openJournal names the setting 'databaseUrl' (its option); on the command line it is --database-url
     if (err instanceof ConfigError && err.setting === 'databaseUrl') {
@@ -49,5 +62,5 @@ async function open(opts: DbOptions): Promise<OpenedJournal> {
 
 /** Where the journal is, for a human (no password). */
 export function journalLabel(opened: OpenedJournal, schema: string | undefined): string {
-  return `${opened.embedded ? 'embedded ' : ''}${redactUrl(opened.url)} schema ${schema ?? 'skein'}`;
+  return `${opened.embedded ? 'embedded ' : ''}${redactUrl(opened.url)} schema ${schema ?? schemaOf({}) ?? 'skein'}`;
 }

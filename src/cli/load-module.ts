@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { firstLine } from '../journal/connection.js';
 import { ConfigError } from '../runtime/errors.js';
 import type { ActivitiesInput, WorkflowsInput } from '../runtime/registry.js';
@@ -30,6 +30,16 @@ export async function loadWorkflowsModule(modulePath: string, option = '--workfl
   } catch (err) {
     throw new ConfigError(option, modulePath, `cannot load ${option} ${modulePath}: ${firstLine(err)}`, { cause: err });
   }
+  if (otherCopies.size) {
+    const other = [...otherCopies][0]!;
+    throw new ConfigError(
+      option,
+      modulePath,
+      `${option} ${modulePath} builds its workflows with another copy of skein (${path.dirname(path.dirname(other))}) than the one running ` +
+        `(${path.dirname(path.dirname(OWN_COMMANDS))}); its commands would not be recognised. Import skein from the same installation as ` +
+        `this command (in the skein repository, run the command from the sources: npx tsx src/cli/main.ts)`,
+    );
+  }
   const source = (mod.workflows ? mod : (mod.default ?? {})) as { workflows?: WorkflowsInput; activities?: ActivitiesInput };
   if (!source.workflows) throw new ConfigError(option, modulePath, `${option} ${modulePath} exports no 'workflows' (nor a default export holding them)`);
   return { workflows: source.workflows, ...(source.activities ? { activities: source.activities } : {}) };
@@ -37,9 +47,33 @@ export async function loadWorkflowsModule(modulePath: string, option = '--workfl
 
 let registered = false;
 
+/** This copy's runtime/commands module, without its extension (.js built, .ts from the sources). */
+const OWN_COMMANDS = stripExt(fileURLToPath(new URL('../runtime/commands.js', import.meta.url)));
+
+/**
+ * The runtime/commands modules of other copies of skein the workflows module imported (seen through tsx's onImport):
+ * a command built by another copy is not a command to this one's engine (it checks `instanceof Command`), so its
+ * runs would block with "yielded object". Happens when a module imports skein's sources while the CLI runs from
+ * dist/ (tsconfig `paths`), or with two installations.
+ */
+const otherCopies = new Set<string>();
+
+function stripExt(file: string): string {
+  return file.replace(/\.(ts|js|mts|mjs)$/, '');
+}
+
+function noteImport(url: string): void {
+  if (!/\/runtime\/commands\.(ts|js|mts|mjs)$/.test(url) || !url.startsWith('file:')) return;
+  const file = fileURLToPath(url);
+  if (stripExt(file) === OWN_COMMANDS) return;
+  // skein's layout (runtime/ next to client/), not a file of the user's that happens to have this name
+  const root = path.dirname(path.dirname(file));
+  if (['client/client.ts', 'client/client.js'].some((f) => existsSync(path.join(root, f)))) otherCopies.add(file);
+}
+
 async function registerTsx(file: string, shown: string, option: string): Promise<void> {
   if (registered) return;
-  const api = findTsxApi([path.dirname(file), process.cwd(), path.dirname(new URL(import.meta.url).pathname)]);
+  const api = findTsxApi([path.dirname(file), process.cwd(), path.dirname(fileURLToPath(import.meta.url))]);
   if (!api) {
     throw new ConfigError(
       option,
@@ -48,8 +82,8 @@ async function registerTsx(file: string, shown: string, option: string): Promise
         `(npm install --save-dev tsx; or compile the module to JavaScript and pass the .js file)`,
     );
   }
-  const { register } = (await import(pathToFileURL(api).href)) as { register: () => unknown };
-  register();
+  const { register } = (await import(pathToFileURL(api).href)) as { register: (o?: { onImport?: (url: string) => void }) => unknown };
+  register({ onImport: noteImport });
   registered = true;
 }
 

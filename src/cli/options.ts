@@ -15,10 +15,15 @@ export function nonNegativeInt(value: string): number {
   return integer(value, 0, 'an integer >= 0');
 }
 
-function integer(value: string, min: number, what: string): number {
+function integer(value: string, min: number, what: string, max = Number.MAX_SAFE_INTEGER): number {
   const n = /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
-  if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected ${what}.`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected ${what}.`);
   return n;
+}
+
+/** A TCP port, 0 to 65535 (0: any free port). */
+export function port(value: string): number {
+  return integer(value, 0, 'a port number (0-65535)', 65_535);
 }
 
 /** A comma-separated, non-empty list of names. */

@@ -37,7 +37,8 @@ export function buildProgram(ctx: CliContext): Command {
     'after',
     `
 Every command that reads the journal takes --database-url (default: DATABASE_URL, else the embedded server under
-$SKEIN_HOME, as \`skein worker\` finds it) and --schema; --json prints what the API returns, for scripts.
+$SKEIN_HOME, as \`skein worker\` finds it) and --schema (default: SKEIN_SCHEMA, else skein); --json prints what the
+API returns, for scripts. A run is named by its run id or its workflow id.
 Exit codes: 0 done; 1 the thing asked about failed (a run that did not complete, a replay that diverges); 2 bad input.
 More: docs/operating.md.`,
   );

@@ -180,6 +180,11 @@ export function eventText(e: JournalEvent): string {
       return `${e.payload.policy} ${e.payload.childRunId}`;
     case 'ParentClosePolicyFailed':
       return `${e.payload.policy} ${e.payload.childRunId}: ${errorText(e.payload.error, false)}`;
+    default: {
+      // an event type this version of the CLI does not know: its payload as it is
+      const { path, ...rest } = (e as { payload: { path?: string } }).payload;
+      return `${path !== undefined ? `path ${path}: ` : ''}${shortJson(rest, 100)}`;
+    }
   }
 }
 

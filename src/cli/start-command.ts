@@ -120,7 +120,7 @@ export function reportOutcome(run: RunRecord, o: { created?: boolean; json: bool
     return ok ? EXIT_OK : EXIT_FAILURE;
   }
   if (ok) {
-    print(`completed in ${duration((run.closedAt ?? Date.now()) - run.createdAt)}`);
+    print(`completed (took ${duration((run.closedAt ?? Date.now()) - run.createdAt)})`);
     print(JSON.stringify(run.result, null, 2) ?? 'undefined');
     return EXIT_OK;
   }

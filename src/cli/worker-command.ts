@@ -4,8 +4,9 @@ import { firstLine, redactUrl } from '../journal/connection.js';
 import { openJournal, type OpenedJournal } from '../journal/open.js';
 import { ConfigError, DatabaseUnreachableError } from '../runtime/errors.js';
 import { EXIT_OK } from './errors.js';
+import { schemaOf } from './connect.js';
 import { loadWorkflowsModule } from './load-module.js';
-import { nameList, nonEmpty, nonNegativeInt, positiveInt, redisUrl, schemaName } from './options.js';
+import { nameList, nonEmpty, nonNegativeInt, port, positiveInt, redisUrl, schemaName } from './options.js';
 import type { CliContext } from './program.js';
 
 interface WorkerCliOptions {
@@ -20,6 +21,9 @@ interface WorkerCliOptions {
   databaseUrl?: string;
   redisUrl?: string;
   workerId?: string;
+  httpPort?: number;
+  httpHost?: string;
+  heartbeatMs?: number;
 }
 
 /**
@@ -42,9 +46,12 @@ export function registerWorkerCommand(program: Command, ctx: CliContext): void {
     .option('--shutdown-grace-ms <ms>', 'on SIGTERM, how long running activities may finish before their runs are released', nonNegativeInt, 10_000)
     .option('--inline-children-ms <ms>', 'how long an activation may run the children it starts before committing (0: never)', nonNegativeInt, 20)
     .option('--database-url <url>', 'PostgreSQL of the journal (default: DATABASE_URL, else the embedded server under $SKEIN_HOME)')
-    .option('--schema <name>', 'PostgreSQL schema of the journal (default: skein)', schemaName)
+    .option('--schema <name>', 'PostgreSQL schema of the journal (default: SKEIN_SCHEMA, else skein)', schemaName)
     .option('--redis-url <url>', 'Redis wake bus, in addition to PostgreSQL notifications (default: REDIS_URL)', redisUrl)
     .option('--worker-id <id>', 'this worker\'s id in leases and logs (default: host:pid:random)', nonEmpty)
+    .option('--http-port <port>', 'serve GET /healthz and GET /metrics (Prometheus) on this port (default: SKEIN_HTTP_PORT, else none)', port)
+    .option('--http-host <address>', 'address the HTTP port binds (default: SKEIN_HTTP_HOST, else 127.0.0.1)', nonEmpty)
+    .option('--heartbeat-ms <ms>', 'how often the worker records its heartbeat (`skein workers`; gone after 3 missed) (default: SKEIN_HEARTBEAT_MS, else 5000)', positiveInt)
     .addHelpText(
       'after',
       `
@@ -52,7 +59,9 @@ Environment:
   DATABASE_URL     PostgreSQL for the journal; without it, an embedded server shared by the processes of this
                    machine, with its data in $SKEIN_HOME/pg (SKEIN_HOME defaults to .skein in the folder of the
                    nearest package.json, so every directory of a project finds the same server)
+  SKEIN_SCHEMA     as --schema
   REDIS_URL        as --redis-url
+  SKEIN_HTTP_PORT, SKEIN_HTTP_HOST, SKEIN_HEARTBEAT_MS  as --http-port, --http-host, --heartbeat-ms
   SKEIN_LOG_LEVEL  pino level of the JSON log on stdout (default: info)
 
 Exit codes: 0 stopped by SIGTERM/SIGINT; 2 bad input (arguments, workflows module, a malformed or refused
@@ -76,6 +85,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
       throw new ConfigError('REDIS_URL', redactUrl(envRedis), `REDIS_URL is not a redis:// or rediss:// URL: ${redactUrl(envRedis)}`);
     }
   }
+  const schema = schemaOf(opts);
   const source = await loadWorkflowsModule(opts.workflows);
   // loaded here, not at the top: the other commands need neither (ioredis alone takes a while to load)
   const wakeUrl = opts.redisUrl ?? envRedis;
@@ -92,7 +102,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
   process.once('SIGINT', onEarlySignal);
   let opened: OpenedJournal | undefined;
   try {
-    opened = await openPatiently(() => openJournal({ ...(opts.schema ? { schema: opts.schema } : {}), ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}) }), log, startup.signal);
+    opened = await openPatiently(() => openJournal({ ...(schema ? { schema } : {}), ...(opts.databaseUrl !== undefined ? { databaseUrl: opts.databaseUrl } : {}) }), log, startup.signal);
   } finally {
     process.removeListener('SIGTERM', onEarlySignal);
     process.removeListener('SIGINT', onEarlySignal);
@@ -104,7 +114,7 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
   }
   // From here to worker.run() nothing awaits: no signal can fall between the two sets of handlers.
   log.info({ embedded: opened.embedded, database: redactUrl(opened.url), ...(opened.dataDir ? { dataDir: opened.dataDir } : {}), journal: opened.describe() }, 'journal open');
-  const wakeBus = wake && wakeUrl ? new wake.RedisWakeBus({ url: wakeUrl, ...(opts.schema ? { channel: `${opts.schema}:wake` } : {}) }) : undefined;
+  const wakeBus = wake && wakeUrl ? new wake.RedisWakeBus({ url: wakeUrl, ...(schema ? { channel: `${schema}:wake` } : {}) }) : undefined;
   const worker = new Worker({
     workflows: source.workflows,
     activities: source.activities ?? [],
@@ -118,6 +128,9 @@ async function runWorker(opts: WorkerCliOptions): Promise<number> {
     logger: log,
     ...(opts.workerId ? { workerId: opts.workerId } : {}),
     ...(wakeBus ? { wakeBus } : {}),
+    ...(opts.httpPort !== undefined ? { httpPort: opts.httpPort } : {}),
+    ...(opts.httpHost ? { httpHost: opts.httpHost } : {}),
+    ...(opts.heartbeatMs ? { heartbeatIntervalMs: opts.heartbeatMs } : {}),
   });
   // Health on demand: `kill -USR2 <pid>` prints one JSON line (state, active runs, cached engines, errors).
   const onHealth = () => process.stdout.write(`skein-health ${JSON.stringify(worker.health())}\n`);

@@ -105,7 +105,7 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
 
   it('bad input exits 2 with one line on stderr; --help exits 0', async () => {
     const schema = await schemaForTest();
-    const [help, listHelp, badStatus, badInput, unknownRun, noTarget, unknownCmd, badModule, badUrl, runIdAsWorkflowId, badSince] = await Promise.all([
+    const [help, listHelp, badStatus, badInput, unknownRun, noTarget, unknownCmd, badModule, badUrl, runIdAsWorkflowId, badSince, otherCopy] = await Promise.all([
       skein(['--help']),
       skein(['runs', 'list', '--help']),
       skein(['runs', 'list', '--status', 'bogus', '--schema', schema]),
@@ -117,6 +117,9 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
       skein(['runs', 'list', '--database-url', 'postgres://u:secret@[bad', '--schema', schema]),
       skein(['start', 'greet', '--input', '"x"', '--workflow-id', 'r_AAAAAAAAAAAAAAAAAAAAAA', '--schema', schema]),
       skein(['runs', 'list', '--since', 'yesterday', '--schema', schema]),
+      // a module built on skein's sources (tsconfig paths) while this skein runs from dist/: its commands would not be
+      // recognised (every run blocked with "yielded object"), so it is refused up front
+      skein(['replay', 'test/integration/fixtures', '--workflows', 'examples/operating/workflows.ts']),
     ]);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/runs .*find, inspect and act on runs/);
@@ -138,39 +141,46 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     expect(badUrl.stderr).not.toContain('secret');
     oneLine(runIdAsWorkflowId, /^skein: InvalidArgumentError: .*form of a run id/);
     oneLine(badSince, /^skein: UsageError: .*--since.*expected an ISO date-time/);
+    oneLine(otherCopy, /^skein: ConfigError: --workflows examples\/operating\/workflows\.ts builds its workflows with another copy of skein \(\S+\/src\) than the one running \(\S+\/dist\)/);
   });
 
-  it('start --wait, list (filters, --json, pages), count, describe, tree, history, result, signal', async () => {
+  it('start --wait, list (filters, --json, pages), count, describe, tree, history, result, signal, workers', async () => {
     const schema = await schemaForTest();
     const s = ['--schema', schema];
     await startWorker(schema, 'cli-w1');
 
     // start --wait: progress lines on stderr (not a terminal), the result on stdout
-    const ok = await skein(['start', 'greet', '--input', '"ada"', '--workflow-id', 'g-1', '--wait', ...s]);
+    const [ok, failed] = await Promise.all([
+      skein(['start', 'greet', '--input', '"ada"', '--workflow-id', 'g-1', '--wait', ...s]),
+      skein(['start', 'refuse', '--input', '"no"', '--workflow-id', 'r-1', '--wait', ...s]),
+    ]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toMatch(/^started g-1 \(run r_\S+, workflow greet\)\ncompleted in \S+\n"hello ada"\n$/);
+    expect(ok.stdout).toMatch(/^started g-1 \(run r_\S+, workflow greet\)\ncompleted \(took \S+\)\n"hello ada"\n$/);
     expect(ok.stderr).toMatch(/g-1 \[greet\] completed · tree: 1 completed/);
-    const failed = await skein(['start', 'refuse', '--input', '"no"', '--workflow-id', 'r-1', '--wait', ...s]);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/r-1 \(run r_\S+\) failed:\nApplicationError: refused: no\n {2}at /);
-    const again = parse(await skein(['start', 'greet', '--input', '"ada"', '--workflow-id', 'g-1', '--json', ...s]));
-    expect(again).toMatchObject({ workflowId: 'g-1', created: false });
-
-    for (const id of ['g-2', 'g-3', 'g-4']) expect((await skein(['start', 'greet', '--input', `"${id}"`, '--workflow-id', id, ...s])).code).toBe(0);
+    const [again, ...more] = await Promise.all([
+      skein(['start', 'greet', '--input', '"ada"', '--workflow-id', 'g-1', '--json', ...s]),
+      ...['g-2', 'g-3', 'g-4'].map((id) => skein(['start', 'greet', '--input', `"${id}"`, '--workflow-id', id, ...s])),
+    ]);
+    expect(parse(again!)).toMatchObject({ workflowId: 'g-1', created: false });
+    for (const r of more) expect(r.code, r.stderr).toBe(0);
     expect((await skein(['runs', 'result', 'g-4', '--wait', '--timeout-ms', '20000', ...s])).stdout).toContain('"hello g-4"');
 
     // pages of 2: every g- run once, newest first
-    const seen: string[] = [];
+    const seen: Array<{ workflowId: string; createdAt: number }> = [];
     let cursor: string | null = null;
     do {
-      const page: { runs: Array<{ workflowId: string }>; nextCursor: string | null } = parse(
+      const page: { runs: Array<{ workflowId: string; createdAt: number }>; nextCursor: string | null } = parse(
         await skein(['runs', 'list', '--prefix', 'g-', '--limit', '2', '--json', ...(cursor ? ['--cursor', cursor] : []), ...s]),
       );
       expect(page.runs.length).toBeLessThanOrEqual(2);
-      seen.push(...page.runs.map((r) => r.workflowId));
+      seen.push(...page.runs);
       cursor = page.nextCursor;
     } while (cursor);
-    expect(seen).toEqual(['g-4', 'g-3', 'g-2', 'g-1']);
+    expect(seen.map((r) => r.workflowId).sort()).toEqual(['g-1', 'g-2', 'g-3', 'g-4']);
+    expect(seen.map((r) => r.createdAt)).toEqual(seen.map((r) => r.createdAt).sort((a, b) => b - a));
+    expect(seen[3]!.workflowId).toBe('g-1'); // started before the others
 
     const [failedList, table, counts, firstPage] = await Promise.all([
       skein(['runs', 'list', '--status', 'failed,blocked', '--json', ...s]),
@@ -197,12 +207,13 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     expect(lines).toContainEqual(expect.stringMatching(/^[├└]─ fam\/bob \[greet\] completed {2}r_\S+$/));
     expect(tree.stdout).toContain('\ntree: 2 running, 2 completed\n');
 
-    const [described, describedJson, history, historyJson, notYet] = await Promise.all([
+    const [described, describedJson, history, historyJson, notYet, workers] = await Promise.all([
       skein(['runs', 'describe', 'fam', ...s]),
       skein(['runs', 'describe', 'fam', '--json', ...s]),
       skein(['runs', 'history', 'fam', ...s]),
       skein(['runs', 'history', 'fam', '--json', ...s]),
       skein(['runs', 'result', 'fam', ...s]),
+      skein(['workers', ...s]),
     ]);
     expect(described.stdout).toMatch(/^run {10}r_\S+\nworkflow id  fam\nworkflow {5}family\nstatus {7}running\n/);
     expect(described.stdout).toMatch(/\nwaits on \(1, child first\)\n {2}1 {5}child waiter fam\/waiting \(r_\S+\), since /);
@@ -220,14 +231,17 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     const result = parse(await skein(['runs', 'result', 'fam', '--wait', '--timeout-ms', '20000', '--json', ...s]));
     expect(result).toMatchObject({ workflowId: 'fam', status: 'completed', result: { greetings: ['hello ann', 'hello bob'], waited: { got: { ok: true } } } });
 
+    // the worker is visible
+    expect(workers.stdout.split('\n')[0]).toMatch(/^STATUS +WORKER ID +HOST +PID +QUEUES +WORKFLOWS +ACTIVITIES +RUNS +STARTED +LAST SEEN$/);
+    expect(workers.stdout).toMatch(/\nalive +cli-w1 +\S+ +\d+ +default +greet,refuse,waiter \+2 +hello,shout +\d+\/1000 /);
   });
 
   it('cancel and terminate (one run; many by filter, dry run first), retry, list --watch', async () => {
     const schema = await schemaForTest();
     const s = ['--schema', schema];
     await startWorker(schema, 'cli-w2');
-    const watch = spawnSkein(['runs', 'list', '--workflow', 'waiter', '--watch', '--interval-ms', '200', ...s]);
-    for (const id of ['w-1', 'w-2', 'w-3']) expect((await skein(['start', 'waiter', '--workflow-id', id, ...s])).code).toBe(0);
+    const watch = spawnSkein(['runs', 'list', '--workflow', 'waiter', '--watch', '--interval-ms', '500', ...s]);
+    for (const r of await Promise.all(['w-1', 'w-2', 'w-3'].map((id) => skein(['start', 'waiter', '--workflow-id', id, ...s])))) expect(r.code, r.stderr).toBe(0);
     await waitFor('the watch to show the three runs', () => ['w-1', 'w-2', 'w-3'].every((id) => new RegExp(`running +${id} \\[waiter\\]`).test(watch.output())));
 
     const notSure = await skein(['runs', 'cancel', '--status', 'running', '--workflow', 'waiter', ...s]);
@@ -255,8 +269,7 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     expect(retried.stdout).toMatch(/^retrying w-2: new run (r_\S+) \(retry of r_\S+, which was terminated\)\n$/);
     const chain = parse<{ runs: Array<{ status: string }> }>(await skein(['runs', 'list', '--workflow-id', 'w-2', '--json', ...s]));
     expect(chain.runs.map((r) => r.status)).toEqual(['running', 'terminated']);
-    await waitFor('the retry to wait for its signal', async () => (await skein(['runs', 'describe', 'w-2', ...s])).stdout.includes("signal 'go'"));
-    await skein(['runs', 'signal', 'w-2', 'go', '"again"', ...s]);
+    await skein(['runs', 'signal', 'w-2', 'go', '"again"', ...s]); // to the retry (the newest run of w-2); buffered until it waits
     const done = await skein(['runs', 'result', 'w-2', '--wait', '--timeout-ms', '20000', ...s]);
     expect(done.stdout).toMatch(/\n\{\n {2}"got": "again"\n\}\n$/);
     const started = parse<{ events: Array<{ type: string; payload: { retry?: { reason: string } } }> }>(await skein(['runs', 'history', 'w-2', '--json', ...s]));
@@ -297,11 +310,13 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     await startWorker(schema, 'cli-w3');
     const dir = await mkdtemp(path.join(tmpdir(), 'skein-cli-histories-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    for (const [wf, id, input] of [['greet', 'g-1', '"ada"'], ['refuse', 'r-1', '"no"']] as const) {
-      await skein(['start', wf, '--input', input, '--workflow-id', id, '--wait', ...s]);
-      const h = await skein(['runs', 'history', id, '--json', ...s]);
-      await writeFile(path.join(dir, `${id}.json`), h.stdout);
-    }
+    await Promise.all(
+      ([['greet', 'g-1', '"ada"'], ['refuse', 'r-1', '"no"']] as const).map(async ([wf, id, input]) => {
+        await skein(['start', wf, '--input', input, '--workflow-id', id, '--wait', ...s]);
+        const h = await skein(['runs', 'history', id, '--json', ...s]);
+        await writeFile(path.join(dir, `${id}.json`), h.stdout);
+      }),
+    );
     const same = await skein(['replay', dir, '--workflows', FIXTURE]);
     expect(same.code, same.stdout + same.stderr).toBe(0);
     expect(same.stdout).toMatch(/^ok +\S+g-1\.json +greet g-1 \(run r_\S+\): 4 events, completed\nok +\S+r-1\.json +refuse r-1 \(run r_\S+\): \d+ events, failed\n\n2 histories: 2 ok\n$/);
