@@ -1,20 +1,22 @@
 import type { Logger } from 'pino';
 import type { Journal, WorkerHeartbeat } from '../journal/journal.js';
-import { firstLine } from '../journal/connection.js';
+import { firstLine, isUnreachable } from '../journal/connection.js';
 
 /**
  * A worker's row in the journal's `workers` table (Journal.workerHeartbeat): written at start, refreshed every
  * `intervalMs`, marked stopped on graceful shutdown. A worker not seen for 3 intervals is listed as gone (killed,
  * frozen, cut off from the database).
  *
- * It never fails the worker: a heartbeat the journal does not take (the database is down) is said once at warn, the
- * next ones at debug, and once at info when one gets through again; the timer goes on either way. Its timer does not
+ * It never fails the worker: a heartbeat the journal does not take is said at debug when the database is unreachable
+ * (the worker says that outage once, at warn, from its polls: one line per outage, not one per failing call), and
+ * otherwise once at warn, then at info when one gets through again; the timer goes on either way. Its timer does not
  * keep the process alive.
  */
 export class Heartbeat {
   private timer: NodeJS.Timeout | null = null;
   private inflight: Promise<void> | null = null;
   private stopped = false;
+  /** Since when heartbeats fail for a reason other than an unreachable database (said at warn), or null. */
   private failingSince: number | null = null;
   /** When the journal last took a heartbeat (wall time), and the last failure's message (null after a success). */
   lastOkAt: number | null = null;
@@ -75,7 +77,9 @@ export class Heartbeat {
       (err: unknown) => {
         this.lastError = firstLine(err);
         this.onFailure();
-        if (this.failingSince === null) {
+        if (isUnreachable(err)) {
+          this.log.debug({ reason: this.lastError }, 'worker heartbeat failed: database unreachable');
+        } else if (this.failingSince === null) {
           this.failingSince = Date.now();
           this.log.warn({ reason: this.lastError }, 'worker heartbeat failed: will keep trying (the worker runs on)');
         } else {
