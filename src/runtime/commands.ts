@@ -19,8 +19,23 @@ export type CommandKind =
   | 'continueAsNew'
   | 'patch';
 
+/**
+ * Commands are recognised by a registered symbol and their `kind`, not by class identity: a workflow module that
+ * imports another copy of skein (a second install in a monorepo, sources next to a build) still yields commands this
+ * engine understands. `x instanceof ChildCommand` means "a command of kind 'child'" whichever copy made it.
+ */
+const COMMAND = Symbol.for('skein.command');
+
 export abstract class Command<T> {
   abstract readonly kind: CommandKind;
+  readonly [COMMAND] = true;
+  /** The kind a subclass stands for (undefined on Command itself: any command). */
+  static readonly commandKind: CommandKind | undefined = undefined;
+  static [Symbol.hasInstance](x: unknown): boolean {
+    if (typeof x !== 'object' || x === null || (x as Record<symbol, unknown>)[COMMAND] !== true) return false;
+    const kind = (this as { commandKind?: CommandKind }).commandKind;
+    return kind === undefined || (x as { kind?: unknown }).kind === kind;
+  }
   /** Lets `yield* command` return `T` to the workflow: the engine sends the result back through this yield. */
   *[Symbol.iterator](): Generator<Command<T>, T, any> {
     return (yield this) as T;
@@ -118,6 +133,7 @@ export interface ChildHandle<O = unknown> {
 
 export class ChildCommand<T> extends Command<T> {
   readonly kind = 'child' as const;
+  static override readonly commandKind = 'child' as const;
   constructor(
     readonly def: WorkflowDef,
     readonly input: unknown,
@@ -131,6 +147,7 @@ export class ChildCommand<T> extends Command<T> {
 
 export class ChildSignalCommand extends Command<void> {
   readonly kind = 'childSignal' as const;
+  static override readonly commandKind = 'childSignal' as const;
   constructor(
     readonly handle: ChildHandle<unknown>,
     readonly name: string,
@@ -142,6 +159,7 @@ export class ChildSignalCommand extends Command<void> {
 
 export class ChildResultCommand<T> extends Command<T> {
   readonly kind = 'childResult' as const;
+  static override readonly commandKind = 'childResult' as const;
   constructor(readonly handle: ChildHandle<T>) {
     super();
   }
@@ -166,6 +184,7 @@ export function startChild<W extends WorkflowDef>(
 /** The handles of every child this run has started so far, in step order. */
 export class ChildrenCommand extends Command<ChildHandle<unknown>[]> {
   readonly kind = 'children' as const;
+  static override readonly commandKind = 'children' as const;
 }
 export function children(): Command<ChildHandle<unknown>[]> {
   return new ChildrenCommand();
@@ -219,6 +238,7 @@ export function defineActivity<I, O>(
 
 export class ActivityCommand<T> extends Command<T> {
   readonly kind = 'activity' as const;
+  static override readonly commandKind = 'activity' as const;
   constructor(
     readonly name: string,
     readonly input: unknown,
@@ -242,6 +262,7 @@ export function activity(def: ActivityDef | string, input?: unknown): Command<un
 
 export class SleepCommand extends Command<void> {
   readonly kind = 'sleep' as const;
+  static override readonly commandKind = 'sleep' as const;
   constructor(readonly ms: number) {
     super();
   }
@@ -255,6 +276,7 @@ export function sleep(ms: number): Command<void> {
 
 export class SideEffectCommand<T> extends Command<T> {
   readonly kind = 'sideEffect' as const;
+  static override readonly commandKind = 'sideEffect' as const;
   constructor(
     readonly effect: 'now' | 'random' | 'uuid' | 'sideEffect',
     readonly fn?: () => T,
@@ -311,6 +333,7 @@ export function signalName(signal: SignalDef<any> | string): string {
 
 export class WaitForSignalCommand<T> extends Command<T> {
   readonly kind = 'waitForSignal' as const;
+  static override readonly commandKind = 'waitForSignal' as const;
   constructor(
     readonly name: string,
     readonly timeout: number | null,
@@ -335,6 +358,7 @@ export function waitForSignal<T = unknown>(signal: SignalDef<T> | string, option
 
 export class ContinueAsNewCommand extends Command<never> {
   readonly kind = 'continueAsNew' as const;
+  static override readonly commandKind = 'continueAsNew' as const;
   constructor(readonly input: unknown) {
     super();
   }
@@ -353,6 +377,7 @@ export function continueAsNew<I>(input: I): Command<never> {
 
 export class PatchCommand<T> extends Command<T> {
   readonly kind = 'patch' as const;
+  static override readonly commandKind = 'patch' as const;
   constructor(
     readonly patchId: string,
     /** deprecatePatch(): the old branch is gone; only the journals keep the marker. */
@@ -422,6 +447,7 @@ export type SettledOf<S> = IsOpenShape<S> extends true
 
 export class AllCommand<T> extends Command<T> {
   readonly kind = 'all' as const;
+  static override readonly commandKind = 'all' as const;
   constructor(
     readonly shape: Shape,
     readonly settled: boolean,
