@@ -38,7 +38,12 @@ import {
  */
 
 /** What a run actor needs from the worker that hosts it: the activation's host, and how long its leases last. */
-export type RunServices = ActivationHost & { log: Logger; leaseMs: number };
+export type RunServices = ActivationHost & {
+  log: Logger;
+  leaseMs: number;
+  /** Bounds how many activations run at once (the worker's Admission); absent: no bound. */
+  admit?<T>(activation: () => Promise<T>): Promise<T>;
+};
 // (ActivationHost.observer, when given, is told of runs started, closed, blocked and resumed: see ./observer.ts)
 
 export type { FreshRun, PreparedRun } from './activation.js';
@@ -128,8 +133,11 @@ export const runMachine = setup({
       const observer = input.services.observer;
       // (the run's first activation: nothing but RunStarted committed before it)
       const first = engine.committedSeq === 1;
-      observe(observer, (o) => o.activating(input.runId));
-      const result = await activateRun(input.services, { ...input, engine, work: input.work! });
+      const activation = () => {
+        observe(observer, (o) => o.activating(input.runId));
+        return activateRun(input.services, { ...input, engine, work: input.work! });
+      };
+      const result = await (input.services.admit ? input.services.admit(activation) : activation());
       observe(observer, (o) => o.activated(input.runId, engine, result, first));
       return result;
     }),

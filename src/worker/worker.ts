@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createActor, type Actor } from 'xstate';
 import pino, { type Logger } from 'pino';
+import { Admission } from './admission.js';
 import { EngineCache, type RunHost } from '../actors/activation.js';
 import type { FreshRun, RunServices } from '../actors/run-machine.js';
 import { workerSystemMachine } from '../actors/worker-system.js';
@@ -24,6 +25,11 @@ export interface WorkerOptions {
   queues?: string[];
   /** Most runs with a live actor at once. Default 1000. */
   concurrency?: number;
+  /**
+   * Most activations (read, decide, commit) in flight at once; the other live runs wait their turn with their leases
+   * kept by the heartbeat, and the poll claims no more while some wait. Default 64.
+   */
+  maxActivations?: number;
   leaseMs?: number;
   /** How often to look for due runs nobody told us about (timers, lost notifications, expired leases). */
   pollIntervalMs?: number;
@@ -109,6 +115,8 @@ export class Worker {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private state: WorkerHealth['state'] = 'idle';
   private pollTimer: NodeJS.Timeout | null = null;
+  /** How many activations run at once (WorkerOptions.maxActivations). */
+  private readonly admission: Admission;
   private leaseTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private pollAgain = false;
@@ -148,6 +156,10 @@ export class Worker {
     this.queues = options.queues ?? ['default'];
     this.workflows = this.registry.workflowNames();
     this.concurrency = options.concurrency ?? 1000;
+    // When the admission queue drains, look for more work at once (the poll held back while it was full).
+    this.admission = new Admission(options.maxActivations ?? 64, () => {
+      if (this.pollAgain && this.admission.backlog === 0) this.schedulePoll(0);
+    });
     this.leaseMs = options.leaseMs ?? 30_000;
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.shutdownGraceMs = options.shutdownGraceMs ?? 10_000;
@@ -177,6 +189,7 @@ export class Worker {
       capacityLeft: () => this.capacityLeft(),
       afterCommit: (runId, result, timerAt, created) => this.afterCommit(runId, result, timerAt, created),
       observer: this.observer,
+      admit: (activation) => this.admission.run(activation),
     };
     this.system = createActor(workerSystemMachine, {
       input: {
@@ -548,7 +561,9 @@ export class Worker {
     let full = false;
     let failed = false;
     try {
-      const limit = this.capacityLeft();
+      // Claim no more than the activations can take soon: what is free of the concurrency, but at most a batch of
+      // twice the admission limit, and nothing while activations already wait for a slot (see Admission).
+      const limit = this.admission.backlog > 0 ? 0 : Math.min(this.capacityLeft(), 2 * this.admission.limit);
       if (limit > 0) {
         // Only runs this worker can execute: of its workflows, and not stalled on an activity it lacks while a worker
         // that has it may still take it (see ClaimOptions.activities).

@@ -108,6 +108,8 @@ export class PgJournal implements Journal {
   readonly clock: Clock;
   private readonly closes = new GroupCommit<PendingClose, CommitResult>((batch) => this.commitCloses(batch));
   readonly pool: pg.Pool;
+  /** renewMany's own connection (see the constructor); the shared pool when the journal was given one. */
+  private leasePool: pg.Pool | null = null;
   readonly schema: string;
   private readonly sql: Sql;
   private readonly ownsPool: boolean;
@@ -147,6 +149,11 @@ export class PgJournal implements Journal {
       // An idle client that loses its connection emits 'error' on the pool; without a handler that would crash the
       // process. The next query simply gets a fresh connection.
       this.pool.on('error', () => {});
+      // The lease heartbeat has a connection of its own: behind a burst of activations queued for the pool it would
+      // wait for seconds, and the leases it is there to keep would expire while their runs wait their turn.
+      this.leasePool = new pg.Pool({ connectionString: options.connectionString, max: 1 });
+      this.leasePool.on('error', () => {});
+      this.leasePool.on('connect', (client) => client.on('error', () => {}));
     }
     // A connection the server terminates (a restart, pg_terminate_backend) can emit more than one 'error'; pg-pool
     // listens only once per query, and not at all between the statements of a checked-out client. The failure
@@ -167,6 +174,7 @@ export class PgJournal implements Journal {
     const client = this.listenClient;
     this.listenClient = null;
     if (client) await client.end().catch(() => {});
+    await this.leasePool?.end().catch(() => {});
     if (this.ownsPool) await this.pool.end();
   }
 
@@ -258,7 +266,7 @@ export class PgJournal implements Journal {
   async renewMany(leases: Lease[], leaseMs: number): Promise<{ expiresAt: number; lost: string[] }> {
     const now = this.now();
     if (!leases.length) return { expiresAt: now + Math.ceil(leaseMs), lost: [] };
-    const held = new Set(await this.sql.renewMany(this.pool, leases, Math.ceil(leaseMs), now));
+    const held = new Set(await this.sql.renewMany(this.leasePool ?? this.pool, leases, Math.ceil(leaseMs), now));
     return { expiresAt: now + Math.ceil(leaseMs), lost: leases.filter((l) => !held.has(l.runId)).map((l) => l.runId) };
   }
 
