@@ -53,23 +53,52 @@ const mark = <T extends object>(f: T): T => Object.assign(f, { [PATCHED]: true a
 const RealDate = Date;
 
 /** What `Date.now()` / `new Date()` read while a window is open (one class for all windows: cheap to install). */
-let windowNow: () => number = () => RealDate.now();
+let windowNow: (what: AmbientSource) => number = () => RealDate.now();
 
 class TestDate extends RealDate {
   constructor(...args: unknown[]) {
-    if (args.length === 0) super(windowNow());
+    if (args.length === 0) super(windowNow('new Date()'));
     else super(...(args as [string]));
   }
   static override now(): number {
-    return windowNow();
+    return windowNow('Date.now()');
   }
 }
 mark(TestDate);
 
+/** The ambient sources a workflow body must not read (it must use now(), random(), uuid()). */
+export type AmbientSource = 'Math.random()' | 'Date.now()' | 'new Date()' | 'crypto.randomUUID()';
+
+/** A direct read of an ambient source by workflow code, and where it happened (the first frame outside this module). */
+export interface AmbientRead {
+  what: AmbientSource;
+  /** `file:line:column` of the code that read it, when the stack says. */
+  at: string | null;
+}
+
 interface Saved {
   random: () => number;
   date: DateConstructor;
-  now: () => number;
+  now: (what: AmbientSource) => number;
+  uuid: (() => string) | undefined;
+}
+
+const webCrypto = globalThis.crypto as { randomUUID?: () => string } | undefined;
+const realWebUUID = webCrypto?.randomUUID;
+
+/** Where the code that called into this module is: the first stack frame that is not this file's. */
+function callerFrame(): string | null {
+  const stack = new Error().stack?.split('\n').slice(1) ?? [];
+  for (const line of stack) {
+    if (line.includes('/testing/entropy.') || line.includes('node:internal')) continue;
+    const m = /\(?((?:file:\/\/)?[^()\s]+:\d+:\d+)\)?\s*$/.exec(line.trim());
+    if (m) {
+      const at = m[1]!.replace(/^file:\/\//, '');
+      const cwd = `${process.cwd()}/`;
+      return at.startsWith(cwd) ? at.slice(cwd.length) : at;
+    }
+  }
+  return null;
 }
 
 export interface EntropyOptions {
@@ -93,34 +122,46 @@ export interface EffectCounts {
 export class Entropy {
   private readonly userRandom: () => number;
   private readonly effectRandom: () => number;
-  private readonly userNow: () => number;
+  private readonly userNow: (what?: AmbientSource) => number;
   private readonly effectNow: () => number;
   private readonly patchedUserRandom: () => number;
   private readonly patchedEffectRandom: () => number;
   private effectSaved: Saved | null = null;
   private uuidSaved: ((...a: unknown[]) => string) | null = null;
-  /** Direct Math.random()/Date.now() calls seen inside user windows (for diagnostics). */
+  /** Direct Math.random()/Date.now()/new Date()/crypto.randomUUID() calls seen inside user windows. */
   ambientReads = 0;
+  /** The first of them, with the line that made it (the fuzzer fails a case with it). */
+  firstAmbient: AmbientRead | null = null;
+  private readonly patchedUserUUID: () => string;
 
   constructor(readonly options: EntropyOptions) {
     this.userRandom = options.userRandom ?? prng(options.seed ^ 0x5bd1e995);
     this.effectRandom = prng(options.seed);
     const offset = options.userClockOffsetMs ?? 0;
-    this.userNow = () => {
-      this.ambientReads++;
+    this.userNow = (what: AmbientSource = 'Date.now()') => {
+      this.noteAmbient(what);
       return options.clock.now() + offset;
     };
     this.effectNow = () => options.clock.now();
     this.patchedUserRandom = mark(() => {
-      this.ambientReads++;
+      this.noteAmbient('Math.random()');
       return this.userRandom();
+    });
+    this.patchedUserUUID = mark(() => {
+      this.noteAmbient('crypto.randomUUID()');
+      return uuidFrom(this.userRandom);
     });
     this.patchedEffectRandom = mark(() => this.effectRandom());
   }
 
+  private noteAmbient(what: AmbientSource): void {
+    this.ambientReads++;
+    if (!this.firstAmbient) this.firstAmbient = { what, at: callerFrame() };
+  }
+
   /** Runs a step of workflow code with the ambient sources answered by the user stream. */
   user<T>(fn: () => T): T {
-    const saved = install(this.patchedUserRandom, this.userNow);
+    const saved = install(this.patchedUserRandom, this.userNow, this.patchedUserUUID);
     try {
       return fn();
     } finally {
@@ -156,11 +197,14 @@ export class Entropy {
   }
 }
 
-function install(random: () => number, now: () => number): Saved {
-  const saved: Saved = { random: Math.random, date: globalThis.Date, now: windowNow };
+function install(random: () => number, now: (what: AmbientSource) => number, uuid?: () => string): Saved {
+  const saved: Saved = { random: Math.random, date: globalThis.Date, now: windowNow, uuid: webCrypto?.randomUUID };
   Math.random = random;
   globalThis.Date = TestDate as unknown as DateConstructor;
   windowNow = now;
+  // globalThis.crypto.randomUUID() (a property: cheap to swap). A named `import { randomUUID } from 'node:crypto'`
+  // in workflow code is not seen here; the replay check still catches what it changes.
+  if (uuid && webCrypto) webCrypto.randomUUID = uuid;
   return saved;
 }
 
@@ -170,6 +214,7 @@ function restore(saved: Saved): void {
   Math.random = (saved.random as Marked)[PATCHED] ? realRandom : saved.random;
   globalThis.Date = (saved.date as Marked)[PATCHED] ? RealDate : saved.date;
   windowNow = saved.now;
+  if (webCrypto && saved.uuid) webCrypto.randomUUID = (saved.uuid as Marked)[PATCHED] ? realWebUUID! : saved.uuid;
 }
 
 const realRandom = Math.random;
@@ -215,28 +260,36 @@ export function instrument<I, O>(def: WorkflowDef<I, O>, entropy: Entropy, hooks
       throw new TypeError(`workflow '${def.name}' must be declared with function* (its body returned ${typeof inner})`);
     }
     let resume: Closing = { ok: true, value: undefined };
-    for (;;) {
-      let r: IteratorResult<AnyCommand, O>;
-      try {
-        r = entropy.user(() => (resume.ok ? inner.next(resume.value) : inner.throw(resume.error)));
-      } catch (error) {
-        onClose?.({ ok: false, error });
-        throw error;
+    let finished = false;
+    try {
+      for (;;) {
+        let r: IteratorResult<AnyCommand, O>;
+        try {
+          r = entropy.user(() => (resume.ok ? inner.next(resume.value) : inner.throw(resume.error)));
+        } catch (error) {
+          finished = true;
+          onClose?.({ ok: false, error });
+          throw error;
+        }
+        if (r.done) {
+          finished = true;
+          onClose?.({ ok: true, value: r.value });
+          return r.value;
+        }
+        if (onChild) childDefs(r.value, onChild);
+        const effects = countEffects(r.value);
+        if (effects) entropy.openEffects(effects);
+        try {
+          resume = { ok: true, value: yield r.value };
+        } catch (error) {
+          resume = { ok: false, error };
+        } finally {
+          if (effects) entropy.closeEffects();
+        }
       }
-      if (r.done) {
-        onClose?.({ ok: true, value: r.value });
-        return r.value;
-      }
-      if (onChild) childDefs(r.value, onChild);
-      const effects = countEffects(r.value);
-      if (effects) entropy.openEffects(effects);
-      try {
-        resume = { ok: true, value: yield r.value };
-      } catch (error) {
-        resume = { ok: false, error };
-      } finally {
-        if (effects) entropy.closeEffects();
-      }
+    } finally {
+      // Closed early (RunEngine.dispose): the body's own finally blocks run too.
+      if (!finished) entropy.user(() => inner.return(undefined as O));
     }
   };
   return Object.freeze({ name: def.name, options: def.options, body });

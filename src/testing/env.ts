@@ -9,6 +9,7 @@ import { ManualClock, type MemoryJournal } from '../journal/memory.js';
 import { Client, type ExportedHistory, type RunDescription, type RunRef } from '../client/client.js';
 import { Simulation, type SimAction } from './simulator.js';
 import { Entropy, instrument, prng } from './entropy.js';
+import { closest } from './suggest.js';
 
 /**
  * A test environment for users' own workflows: the in-memory journal, a virtual clock and the deterministic
@@ -171,20 +172,23 @@ export class TestEnv {
     }
   }
 
-  /** Replaces an activity's implementation (keeping its retry policy). Returns a function that restores the old one. */
+  /**
+   * Replaces an activity's implementation (keeping its retry policy). Returns a function that restores the old one.
+   * The activity must be registered (`activities` of createTestEnv): a mock of a name nothing registers would never
+   * run (a typo such as 'chargeCrad' would leave the real activity in place), so it throws instead.
+   */
   mockActivity(name: string, fn: ActivityFn): () => void {
     const registry = this.simulation.registry;
-    let previous: ActivityDef | undefined;
-    try {
-      previous = registry.activity(name);
-    } catch {
-      previous = undefined;
+    if (!registry.hasActivity(name)) {
+      const near = closest(name, registry.activityNames());
+      throw new TypeError(
+        `mockActivity('${name}'): no activity of that name is registered in this environment${near ? ` (did you mean '${near}'?)` : ''}; ` +
+          `register it in createTestEnv({ activities })`,
+      );
     }
+    const previous: ActivityDef = registry.activity(name);
     registry.replaceActivity(name, fn);
-    return () => {
-      if (previous) registry.addActivity(previous);
-      else registry.replaceActivity(name, () => Promise.reject(new SkeinError(`activity '${name}' was mocked and the mock was removed`)));
-    };
+    return () => registry.addActivity(previous);
   }
 
   /** Sends a signal to a run (it is delivered when the run next activates; see runUntilIdle/result). */

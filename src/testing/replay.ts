@@ -15,9 +15,10 @@ import { Entropy, instrument, type Closing } from './entropy.js';
  * the journal is a NonDeterminismError naming the seq and both commands.
  *
  * Each history is replayed twice, with direct `Math.random()` answering near 0 and then near 1, and `Date.now()` /
- * `new Date()` a day (and a millisecond) behind and then ahead. Code that reads them directly instead of `random()`
- * and `now()` therefore takes the other branch in one of the two replays, and the tester reports the divergence
- * even when the history itself happened to replay.
+ * `new Date()` 40 days, 12 hours and a millisecond behind and then ahead (another hour of the day, half a day away,
+ * another day of the week and of the month, another month). Code that reads them directly instead of `random()` and
+ * `now()` therefore takes the other branch in one of the two replays, and the tester reports the divergence even
+ * when the history itself happened to replay.
  */
 
 export interface ReplayOptions {
@@ -66,10 +67,13 @@ export class HistoryReplayError extends SkeinError {
   }
 }
 
+/** How far replays move direct clock reads: 40 days, 12 hours and 1 ms (the hour, the day and the month all change). */
+const SHIFT_MS = (40 * 24 + 12) * 3_600_000 + 1;
+
 /** The two ways replays answer ambient reads (see the module comment). */
 export const REPLAY_PROFILES = [
-  { label: 'Math.random() near 0, Date.now() a day earlier', random: (r: () => number) => () => r() * 0.001, clockOffsetMs: -(86_400_000 + 1) },
-  { label: 'Math.random() near 1, Date.now() a day later', random: (r: () => number) => () => 0.999 + r() * 0.000999, clockOffsetMs: 86_400_000 + 1 },
+  { label: 'Math.random() near 0, Date.now() 40 days and 12 hours earlier', random: (r: () => number) => () => r() * 0.001, clockOffsetMs: -SHIFT_MS },
+  { label: 'Math.random() near 1, Date.now() 40 days and 12 hours later', random: (r: () => number) => () => 0.999 + r() * 0.000999, clockOffsetMs: SHIFT_MS },
 ] as const;
 
 export interface EngineReplay {
@@ -110,16 +114,22 @@ export function replayRun(
       last = { error: null, closing, engine, profile: p.label };
       const bad = verify?.(last);
       if (bad) {
-        entropy.closeEffects();
+        done(engine, entropy);
         return { ...last, error: bad };
       }
     } catch (err) {
-      entropy.closeEffects();
+      done(engine, entropy);
       return { error: err as Error, closing, engine, profile: p.label };
     }
-    entropy.closeEffects();
+    done(engine, entropy);
   }
   return last!;
+}
+
+/** A replay is over: its generator is closed (finally blocks run: state the code cleans up is cleaned up). */
+function done(engine: RunEngine, entropy: Entropy): void {
+  engine.dispose();
+  entropy.closeEffects();
 }
 
 function rngFor(seed: number): () => number {

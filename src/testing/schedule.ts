@@ -12,7 +12,8 @@ export type TraceEntry =
   | { kind: 'activate'; step: number; at: number; runId: string; before: number; after: number }
   | { kind: 'activity'; step: number; at: number; runId: string; path: string; before: number; after: number }
   | { kind: 'crash'; step: number; at: number; engines: number; inflight: number }
-  | { kind: 'timer'; step: number; at: number; chosen: boolean };
+  | { kind: 'timer'; step: number; at: number; chosen: boolean }
+  | { kind: 'signal'; step: number; at: number; runId: string; name: string; payload: unknown; signalId: string; accepted: boolean };
 
 export function short(v: unknown, max = 60): string {
   let s: string;
@@ -92,6 +93,10 @@ export function formatSchedule(src: ScheduleSource): string[] {
       }
       case 'TimerFired':
         return `timer at path ${e.payload.path} fires`;
+      case 'SignalWaitStarted':
+        return `waits for signal ${e.payload.name}`;
+      case 'SignalReceived':
+        return `receives signal ${e.payload.name}(${short(e.payload.payload, 40)})`;
       default:
         // Event types this formatter does not know yet (the runtime grows): show the type and a short payload.
         return `${(e as JournalEvent).type} ${short((e as JournalEvent).payload, 60)}`;
@@ -106,6 +111,9 @@ export function formatSchedule(src: ScheduleSource): string[] {
         break;
       case 'timer':
         text = t.chosen ? 'the clock runs ahead to the next timer' : 'nothing else is ready: the clock jumps to the next timer';
+        break;
+      case 'signal':
+        text = `signal ${t.name}(${short(t.payload, 40)}) sent to ${name(t.runId)}${t.accepted ? '' : ': refused, the run has closed'}`;
         break;
       case 'activate': {
         const evs = appended(t.runId, t.before, t.after)

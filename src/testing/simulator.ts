@@ -40,7 +40,8 @@ import { ManualClock, MemoryJournal } from '../journal/memory.js';
  *    in-flight activity; runs resume by replay.
  */
 
-export type ActivityOutcome = { ok: true; value: unknown } | { ok: false; error: { name: string; message: string; details?: unknown } };
+/** A scripted activity outcome; `closedAt` (default: the clock's time when it finishes) replays a journaled one. */
+export type ActivityOutcome = ({ ok: true; value: unknown } | { ok: false; error: { name: string; message: string; details?: unknown } }) & { closedAt?: number };
 
 /** One activity call, as the simulator's scripts see it. */
 export interface SimActivityCall {
@@ -121,6 +122,11 @@ export class Simulation {
   private readonly activation: ActivationHost;
   /** Activations that ran, per run (not counting replays). */
   readonly activations = new Map<string, number>();
+  /**
+   * Every execution of an activity (its effect in the world), by run and call path: the outcome each produced. An
+   * activity runs at least once; its journaled result must be one of these (the fuzzer checks it).
+   */
+  readonly effects = new Map<string, NewEvent[]>();
   crashes = 0;
 
   constructor(private readonly options: SimulationOptions) {
@@ -328,7 +334,7 @@ export class Simulation {
     signal?.addEventListener('abort', () => {
       if (this.inflight.get(runId)?.get(task.path)?.promise !== promise) return;
       this.inflight.get(runId)!.delete(task.path);
-      resolve({ type: 'ActivityFailed', payload: { path: task.path, error: serializeError(signal.reason), closedAt: this.clock.now(), attempts: 1 } });
+      resolve(this.record(runId, task.path, { type: 'ActivityFailed', payload: { path: task.path, error: serializeError(signal.reason), closedAt: this.clock.now(), attempts: 1 } }));
     });
     return promise;
   }
@@ -339,9 +345,21 @@ export class Simulation {
   }
 
   private async finishActivity(runId: string, task: ActivityTask): Promise<NewEvent> {
+    return this.record(runId, task.path, await this.execute(runId, task));
+  }
+
+  private record(runId: string, path: string, d: NewEvent): NewEvent {
+    const key = `${runId}\u0000${path}`;
+    const seen = this.effects.get(key);
+    if (seen) seen.push(d);
+    else this.effects.set(key, [d]);
+    return d;
+  }
+
+  private async execute(runId: string, task: ActivityTask): Promise<NewEvent> {
     const scripted = this.options.activityOutcome?.(this.call(runId, task));
     if (scripted) {
-      const closedAt = this.clock.now();
+      const closedAt = scripted.closedAt ?? this.clock.now();
       return scripted.ok
         ? // Round-tripped like a real result, so live code sees what its replay will see.
           { type: 'ActivityCompleted', payload: { path: task.path, result: journalValue(scripted.value ?? null, `result of activity '${task.name}'`), closedAt, attempts: 1 } }

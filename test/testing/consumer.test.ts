@@ -94,7 +94,7 @@ try {
   await fuzzWorkflow(coin, { outcomes: { charge: fc.integer() }, numRuns: 25 });
   out.coin = 'passed';
 } catch (e) {
-  out.coin = e instanceof FuzzFailure ? { failure: 'FuzzFailure', mentionsNonDeterminism: e.message.includes('NonDeterminismError'), schedule: e.schedule.length > 0 } : String(e);
+  out.coin = e instanceof FuzzFailure ? { failure: 'FuzzFailure', namesTheDirectRead: e.message.includes('read Math.random() directly at main.js:'), schedule: e.schedule.length > 0 } : String(e);
 }
 console.log(JSON.stringify(out));
 `;
@@ -245,7 +245,7 @@ describe('the npm package', () => {
     expect(out.replay).toBe('completed');
     expect((out.changed as { seq: number }).seq).toBe(4);
     expect(out.fuzzCases).toBe(25);
-    expect(out.coin).toEqual({ failure: 'FuzzFailure', mentionsNonDeterminism: true, schedule: true });
+    expect(out.coin).toEqual({ failure: 'FuzzFailure', namesTheDirectRead: true, schedule: true });
   }, 120_000);
 
   it('a CommonJS project requires it (require(esm)), type-checks strictly and runs, without fast-check installed', async () => {
