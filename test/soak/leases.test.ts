@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
 import { createPgJournal } from '../../src/journal/postgres/index.js';
 import { freshSchema } from '../support/postgres.js';
-import { crashParent, expectedParentResult } from './fixtures/crash-workflows.js';
-import { JournalProbe, countExecutions, useWorkerProcesses } from './fixtures/processes.js';
+import { crashParent, expectedParentResult } from '../integration/fixtures/crash-workflows.js';
+import { JournalProbe, countExecutions, useWorkerProcesses } from '../integration/fixtures/processes.js';
 
 /**
  * No lease churn without faults (issue 9): three real `skein worker` processes at the default concurrency (1,000)

@@ -253,7 +253,14 @@ export class PgJournal implements Journal {
 
   async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
     if (!runIds.length) return [];
-    return this.sql.acquireMany(this.pool, [...new Set(runIds)], owner, Math.ceil(leaseMs), this.now(), queues, workflows);
+    const ids = [...new Set(runIds)];
+    const leases = await this.sql.acquireMany(this.pool, ids, owner, Math.ceil(leaseMs), this.now(), queues, workflows);
+    // Runs whose rows were locked (mid-commit) were skipped: take those one at a time, waiting for each row.
+    const got = new Set(leases.map((l) => l.runId));
+    const skipped = ids.filter((id) => !got.has(id));
+    if (!skipped.length) return leases;
+    const rest = await Promise.all(skipped.map((id) => this.sql.acquire(this.pool, id, owner, Math.ceil(leaseMs), this.now(), queues, workflows)));
+    return [...leases, ...rest.filter((l): l is Lease => !!l)];
   }
 
   async renew(lease: Lease, leaseMs: number): Promise<Lease> {
@@ -266,8 +273,9 @@ export class PgJournal implements Journal {
   async renewMany(leases: Lease[], leaseMs: number): Promise<{ expiresAt: number; lost: string[] }> {
     const now = this.now();
     if (!leases.length) return { expiresAt: now + Math.ceil(leaseMs), lost: [] };
-    const held = new Set(await this.sql.renewMany(this.leasePool ?? this.pool, leases, Math.ceil(leaseMs), now));
-    return { expiresAt: now + Math.ceil(leaseMs), lost: leases.filter((l) => !held.has(l.runId)).map((l) => l.runId) };
+    // (a run skipped because its row was locked is neither renewed nor lost: the next beat renews it)
+    const { lost } = await this.sql.renewMany(this.leasePool ?? this.pool, leases, Math.ceil(leaseMs), now);
+    return { expiresAt: now + Math.ceil(leaseMs), lost };
   }
 
   async release(lease: Lease): Promise<void> {

@@ -608,14 +608,15 @@ export class Sql {
 
   /**
    * acquire() for many runs in one statement, each lease with the run's pending inbox (signals in send order, and a
-   * cancel request not yet journaled), so a burst of wake-ups costs one round trip instead of two per run. Rows are
-   * locked in run id order (two acquirers never deadlock); a row another transaction holds is waited for, as in
-   * acquire(): a run mid-commit is taken right after, not skipped.
+   * cancel request not yet journaled), so a burst of wake-ups costs one round trip instead of two per run. Rows that
+   * another transaction holds are skipped (SKIP LOCKED), not waited for: waiting for several rows at once, in an
+   * order that is not parent before child, could deadlock with a commit that locks a parent and then its children.
+   * The caller takes the skipped ones one by one (acquire() waits for a single row, which cannot deadlock).
    */
   async acquireMany(q: Queryable, runIds: string[], owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
     const r = await q.query<LeaseRow & { inbox_signals: InboxSignalRow[] | null; cancel_reason: string | null; cancel_deadline: string | null; cancel_requested_at: string | null }>(
       `WITH prev AS (
-         SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) ORDER BY run_id COLLATE "C" FOR UPDATE
+         SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED
        )
        UPDATE ${this.s}.runs runs
        SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
@@ -661,16 +662,31 @@ export class Sql {
     return r.rows[0] && Number(r.rows[0].lease_expires_at);
   }
 
-  /** Extends every lease whose token still holds its run, in one statement; returns the run ids renewed. */
-  async renewMany(q: Queryable, leases: Lease[], leaseMs: number, now: number): Promise<string[]> {
-    const r = await q.query<{ run_id: string }>(
-      `UPDATE ${this.s}.runs r SET lease_expires_at = $3::bigint + $4::bigint
-       FROM unnest($1::text[], $2::text[]) AS v(run_id, token)
-       WHERE r.run_id = v.run_id AND r.lease_token = v.token AND r.status = 'running'
-       RETURNING r.run_id`,
+  /**
+   * Extends every lease whose token still holds its run, in one statement. Rows another transaction holds (the run's
+   * own commit, a cascade) are skipped, not waited for (waiting for many rows in no particular order could deadlock
+   * with a commit that locks a parent, then its children); they are renewed at the next beat. Returns the runs
+   * renewed, and the runs whose token no longer holds (read without a lock: taken over, released, closed).
+   */
+  async renewMany(q: Queryable, leases: Lease[], leaseMs: number, now: number): Promise<{ renewed: string[]; lost: string[] }> {
+    const r = await q.query<{ run_id: string; renewed: boolean }>(
+      `WITH v AS (
+         SELECT * FROM unnest($1::text[], $2::text[]) AS v(run_id, token)
+       ), free AS (
+         SELECT r.run_id FROM ${this.s}.runs r JOIN v ON v.run_id = r.run_id
+         WHERE r.lease_token = v.token AND r.status = 'running'
+         FOR UPDATE OF r SKIP LOCKED
+       ), up AS (
+         UPDATE ${this.s}.runs r SET lease_expires_at = $3::bigint + $4::bigint FROM free WHERE r.run_id = free.run_id
+         RETURNING r.run_id
+       )
+       SELECT run_id, true AS renewed FROM up
+       UNION ALL
+       SELECT v.run_id, false FROM v LEFT JOIN ${this.s}.runs r ON r.run_id = v.run_id
+       WHERE r.run_id IS NULL OR r.lease_token IS DISTINCT FROM v.token OR r.status <> 'running'`,
       [leases.map((l) => l.runId), leases.map((l) => l.token), now, leaseMs],
     );
-    return r.rows.map((x) => x.run_id);
+    return { renewed: r.rows.filter((x) => x.renewed).map((x) => x.run_id), lost: r.rows.filter((x) => !x.renewed).map((x) => x.run_id) };
   }
 
   async release(q: Queryable, lease: Lease): Promise<void> {
