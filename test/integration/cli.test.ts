@@ -241,7 +241,12 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     const s = ['--schema', schema];
     await startWorker(schema, 'cli-w2');
     const watch = spawnSkein(['runs', 'list', '--workflow', 'waiter', '--watch', '--interval-ms', '500', ...s]);
-    for (const r of await Promise.all(['w-1', 'w-2', 'w-3'].map((id) => skein(['start', 'waiter', '--workflow-id', id, ...s])))) expect(r.code, r.stderr).toBe(0);
+    // one after another: the listing is newest first, so the order of their creation is what the test reads
+    for (const id of ['w-1', 'w-2', 'w-3']) {
+      const r = await skein(['start', 'waiter', '--workflow-id', id, ...s]);
+      expect(r.code, r.stderr).toBe(0);
+      await new Promise((res) => setTimeout(res, 5)); // distinct creation times (ms clock)
+    }
     await waitFor('the watch to show the three runs', () => ['w-1', 'w-2', 'w-3'].every((id) => new RegExp(`running +${id} \\[waiter\\]`).test(watch.output())));
 
     const notSure = await skein(['runs', 'cancel', '--status', 'running', '--workflow', 'waiter', ...s]);
