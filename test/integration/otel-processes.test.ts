@@ -47,6 +47,8 @@ describe('OpenTelemetry across worker processes, with a crash', () => {
       async () => {
         const events = await journal.readEvents(ref.runId);
         if (!events.some((e) => e.type === 'ActivityScheduled' && e.payload.name === 'otelHold')) return undefined;
+        // and the commit that scheduled it has ended its span (with the flaky attempts'): the kill comes after
+        if (!existsSync(file) || !readFileSync(file, 'utf8').includes('skein.activity otelFlaky')) return undefined;
         const { rows } = await journal.pool.query(`SELECT lease_owner FROM "${schema}".runs WHERE run_id = $1`, [ref.runId]);
         return (rows[0]?.lease_owner as string | null) ?? undefined;
       },
