@@ -94,6 +94,7 @@ describe('PgJournal on PostgreSQL', () => {
     const fanOut = async (id: string, n: number, leaseChildren: boolean) => {
       const parent = (await journal.startRun(runOf(id))).run;
       const lease = (await journal.acquire(parent.runId, 'w', 60_000))!;
+      await new Promise((r) => setTimeout(r, 20)); // the start's announcement (sent after its commit) is not this commit's
       const kids = Array.from({ length: n }, (_, i) => runOf(`${id}-${i}`, { callId: `c${i}`, input: { i, tags: ['x', 'y'] } }));
       const events: NewEvent[] = kids.map((k, i) => ({
         type: 'ChildScheduled',

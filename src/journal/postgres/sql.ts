@@ -510,7 +510,8 @@ export class Sql {
   // ---- runs and leases ----
 
   /**
-   * Creates a root run with its RunStarted event and announces it, in one statement. Returns undefined when the run id
+   * Creates a root run with its RunStarted event, in one statement (the caller announces it after the commit, see
+   * PgJournal.announce). Returns undefined when the run id
    * or workflow id is taken (ON CONFLICT covers both unique keys; it waits for a concurrent inserter to finish).
    */
   async insertRootRun(q: Queryable, run: RunInsert & { parentRunId: string | null; rootRunId: string }, now: number): Promise<RunRecord | undefined> {
@@ -518,14 +519,14 @@ export class Sql {
       `WITH ins AS (
          INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
                                      next_wakeup_at, created_at, last_seq, parent_close_policy)
-         VALUES ($1, $2, $3, 'running', $4::json, $5, $6, $7, $8, $9, coalesce($13::bigint, $10::bigint), $10, 1, $14)
+         VALUES ($1, $2, $3, 'running', $4::json, $5, $6, $7, $8, $9, coalesce($12::bigint, $10::bigint), $10, 1, $13)
          ON CONFLICT DO NOTHING
          RETURNING ${RUN_COLUMNS}
        ), started AS (
          INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
          SELECT run_id, 1, 'RunStarted', $11::json, $10 FROM ins
        )
-       SELECT ins.*, pg_notify($12, ins.run_id) FROM ins`,
+       SELECT ins.* FROM ins`,
       [
         run.runId,
         run.workflowId,
@@ -538,7 +539,6 @@ export class Sql {
         run.queue,
         now,
         run.startedJson,
-        this.channel,
         run.startAt,
         run.parentClosePolicy,
       ],
@@ -1140,7 +1140,8 @@ export class Sql {
 
   /**
    * A client's signal, in one statement: locks the run, puts the signal in its inbox unless that signal id was ever
-   * accepted, makes the run due now and announces it. The lock makes the status check and the insert atomic with
+   * accepted and makes the run due now (the caller announces it after the commit). The lock makes the status check and
+   * the insert atomic with
    * respect to a commit closing the run. Returns the run's status (undefined: unknown run) and whether the signal is new.
    */
   async signal(q: Queryable, runId: string, sg: { signalId: string; name: string; payloadJson: string }, now: number): Promise<{ status: RunStatus; added: boolean } | undefined> {
@@ -1158,8 +1159,8 @@ export class Sql {
          RETURNING r.run_id
        )
        SELECT t.status, w.run_id IS NOT NULL AS added
-       FROM target t LEFT JOIN (SELECT run_id, pg_notify($6, run_id) FROM woke) w ON true`,
-      [runId, sg.signalId, sg.name, sg.payloadJson, now, this.channel],
+       FROM target t LEFT JOIN woke w ON true`,
+      [runId, sg.signalId, sg.name, sg.payloadJson, now],
     );
     return r.rows[0] && { status: r.rows[0].status, added: r.rows[0].added };
   }
