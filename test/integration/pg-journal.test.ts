@@ -101,7 +101,7 @@ describe('PgJournal on PostgreSQL', () => {
         payload: { path: `${i}`, callId: k.callId!, workflow: 'w', inputHash: 'h', childRunId: k.runId, childWorkflowId: k.workflowId, awaited: true },
       }));
       const commit = commitOf(1, { events, children: kids, wait: { ...NO_WAIT, onAllClosed: kids.map((k) => k.runId) }, release: !leaseChildren, leaseChildren });
-      const counted = await countStatements(() => journal.commit(lease, commit));
+      const counted = await countStatements(() => journal.commit(lease, commit), { committerOnly: true });
       return { parent, lease, kids, commit, ...counted };
     };
 
@@ -491,19 +491,23 @@ async function eventuallyAsync(check: () => Promise<void>, timeoutMs = 10_000): 
  * Runs `fn` while counting every statement any pg client in this process sends (nothing else runs meanwhile in these
  * tests), and times it.
  */
-async function countStatements<T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[]; ms: number }> {
+async function countStatements<T>(fn: () => Promise<T>, options: { committerOnly?: boolean } = {}): Promise<{ result: T; statements: string[]; ms: number }> {
   const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const original = proto.query;
-  const statements: string[] = [];
+  // With committerOnly, only the statements of the connection that ran the commit's transaction count (another
+  // connection may send something meanwhile, e.g. a start's announcement, which is sent after the start's commit).
+  const seen: Array<{ client: unknown; text: string }> = [];
   proto.query = function (this: unknown, ...args: unknown[]) {
     const first = args[0];
     const text = typeof first === 'string' ? first : (first as { text?: string })?.text ?? '?';
-    statements.push(text.replace(/\s+/g, ' ').trim().slice(0, 70));
+    seen.push({ client: this, text: text.replace(/\s+/g, ' ').trim().slice(0, 70) });
     return original.apply(this, args);
   };
   const t0 = performance.now();
   try {
     const result = await fn();
+    const committer = options.committerOnly ? seen.find((x) => x.text === 'BEGIN')?.client : undefined;
+    const statements = seen.filter((x) => committer === undefined || x.client === committer).map((x) => x.text);
     return { result, statements, ms: Math.round(performance.now() - t0) };
   } finally {
     proto.query = original;
