@@ -85,6 +85,31 @@ describe('PgJournal on PostgreSQL', () => {
     expect(new Set(claimed).size).toBe(total);
   });
 
+  it('acquireMany passes over a row a transaction holds (no deadlock-prone multi-row wait), then takes it alone once free', async () => {
+    const schema = await schemaForTest();
+    const journal = open(schema, new ManualClock());
+    await journal.migrate();
+    for (const id of ['m-a', 'm-b', 'm-c']) await journal.startRun(runOf(id));
+    await journal.startRun(runOf('m-closed'));
+    const closer = (await journal.acquire('m-closed', 'w0', 60_000))!;
+    await journal.commit(closer, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: null } }], close: { status: 'completed', result: null } }));
+    // another transaction holds m-b's row, as a commit of its parent's cascade would
+    const holder = await journal.pool.connect();
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM "${schema}".runs WHERE run_id = 'm-b' FOR UPDATE`);
+    let settled = false;
+    const pending = journal.acquireMany(['m-a', 'm-b', 'm-c', 'm-closed', 'unknown'], 'w1', 60_000).then((l) => ((settled = true), l));
+    await new Promise((r) => setTimeout(r, 300));
+    // m-b is waited for alone (one row: no lock-order problem); m-a and m-c were leased without waiting for it
+    expect(settled).toBe(false);
+    expect((await journal.pool.query(`SELECT run_id FROM "${schema}".runs WHERE lease_owner = 'w1' ORDER BY run_id`)).rows.map((r) => r.run_id)).toEqual(['m-a', 'm-c']);
+    await holder.query('COMMIT');
+    holder.release();
+    const leases = await pending;
+    expect(leases.map((l) => l.runId).sort()).toEqual(['m-a', 'm-b', 'm-c']);
+    expect(leases.every((l) => l.owner === 'w1' && l.inbox !== undefined)).toBe(true);
+  });
+
   it('a fan-out commit of 1,000 children takes a constant number of statements and writes every child', async () => {
     const schema = await schemaForTest();
     const clock = new ManualClock();

@@ -259,12 +259,10 @@ export class PgJournal implements Journal {
   async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
     if (!runIds.length) return [];
     const ids = [...new Set(runIds)];
-    const leases = await this.sql.acquireMany(this.pool, ids, owner, Math.ceil(leaseMs), this.now(), queues, workflows);
-    // Runs whose rows were locked (mid-commit) were skipped: take those one at a time, waiting for each row.
-    const got = new Set(leases.map((l) => l.runId));
-    const skipped = ids.filter((id) => !got.has(id));
-    if (!skipped.length) return leases;
-    const rest = await Promise.all(skipped.map((id) => this.sql.acquire(this.pool, id, owner, Math.ceil(leaseMs), this.now(), queues, workflows)));
+    const { leases, locked } = await this.sql.leaseRuns(this.pool, ids, 'skip', owner, Math.ceil(leaseMs), this.now(), queues, workflows);
+    if (!locked.length) return leases;
+    // Runs a commit was holding were skipped: take those one at a time, waiting for each row (no deadlock with one).
+    const rest = await Promise.all(locked.map((id) => this.sql.acquire(this.pool, id, owner, Math.ceil(leaseMs), this.now(), queues, workflows)));
     return [...leases, ...rest.filter((l): l is Lease => !!l)];
   }
 

@@ -589,60 +589,64 @@ export class Sql {
     return rows.map(toLease);
   }
 
+  /** Leases one run (see leaseRuns: it waits for the row if a commit holds it); the lease brings the run's inbox. */
   async acquire(q: Queryable, runId: string, owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease | undefined> {
-    // (`prev` locks the row first, as the UPDATE would, to read who held the lease before)
-    const r = await q.query<LeaseRow>(
-      `WITH prev AS (SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE)
-       UPDATE ${this.s}.runs runs
-       SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
-       FROM prev
-       WHERE runs.run_id = prev.run_id AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
-         AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
-         AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
-       RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
-                 prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id`,
-      [runId, owner, now, leaseMs, queues ?? null, workflows ?? null],
-    );
-    return r.rows[0] && toLease(r.rows[0]);
+    return (await this.leaseRuns(q, [runId], 'wait', owner, leaseMs, now, queues, workflows)).leases[0];
   }
 
   /**
-   * acquire() for many runs in one statement, each lease with the run's pending inbox (signals in send order, and a
-   * cancel request not yet journaled), so a burst of wake-ups costs one round trip instead of two per run. Rows that
-   * another transaction holds are skipped (SKIP LOCKED), not waited for: waiting for several rows at once, in an
-   * order that is not parent before child, could deadlock with a commit that locks a parent and then its children.
-   * The caller takes the skipped ones one by one (acquire() waits for a single row, which cannot deadlock).
+   * Leases the runs among `runIds` that are open, free (or expired) and on the given queues/workflows, in one
+   * statement; each lease carries what its holder needs without another read: journal head, queue, stall, the
+   * previous owner (a take-over), the run's ids, and its pending inbox (signals in send order, and a cancel request
+   * not yet journaled). `lock`: 'wait' waits for rows a commit holds (one run: acquire()); 'skip' passes over them
+   * (SKIP LOCKED) and returns them as `locked`: waiting for several rows at once, in an order that is not parent before
+   * child, could deadlock with a commit that locks a parent and then its children. Rows that are merely not eligible
+   * (closed, held by someone else) are neither leased nor `locked`.
    */
-  async acquireMany(q: Queryable, runIds: string[], owner: string, leaseMs: number, now: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
-    const r = await q.query<LeaseRow & { inbox_signals: InboxSignalRow[] | null; cancel_reason: string | null; cancel_deadline: string | null; cancel_requested_at: string | null }>(
+  async leaseRuns(
+    q: Queryable,
+    runIds: string[],
+    lock: 'wait' | 'skip',
+    owner: string,
+    leaseMs: number,
+    now: number,
+    queues?: string[],
+    workflows?: string[],
+  ): Promise<{ leases: Lease[]; locked: string[] }> {
+    const r = await q.query<{ leases: Array<LeaseRow & { inbox_signals: InboxSignalRow[] | null; cancel_reason: string | null; cancel_deadline: string | number | null; cancel_requested_at: string | number | null }> | null; locked: string[] | null }>(
       `WITH prev AS (
-         SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) FOR UPDATE SKIP LOCKED
+         SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) FOR UPDATE ${lock === 'skip' ? 'SKIP LOCKED' : ''}
+       ), up AS (
+         UPDATE ${this.s}.runs runs
+         SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
+         FROM prev
+         WHERE runs.run_id = prev.run_id AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
+           AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
+           AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
+         RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
+                   prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id,
+                   (SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
+                    FROM ${this.s}.inbox i WHERE i.run_id = runs.run_id AND NOT i.delivered) AS inbox_signals,
+                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_reason END AS cancel_reason,
+                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_deadline END AS cancel_deadline,
+                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_requested_at END AS cancel_requested_at
        )
-       UPDATE ${this.s}.runs runs
-       SET lease_owner = $2, lease_token = gen_random_uuid()::text, lease_expires_at = $3::bigint + $4::bigint
-       FROM prev
-       WHERE runs.run_id = prev.run_id AND status = 'running' AND (lease_token IS NULL OR lease_expires_at <= $3::bigint)
-         AND ($5::text[] IS NULL OR queue = ANY($5::text[]))
-         AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
-       RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
-                 prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id,
-                 (SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
-                  FROM ${this.s}.inbox i WHERE i.run_id = runs.run_id AND NOT i.delivered) AS inbox_signals,
-                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_reason END AS cancel_reason,
-                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_deadline END AS cancel_deadline,
-                 CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_requested_at END AS cancel_requested_at`,
+       SELECT (SELECT json_agg(up) FROM up) AS leases,
+              (SELECT array_agg(r.run_id) FROM ${this.s}.runs r WHERE r.run_id = ANY($1::text[]) AND r.run_id NOT IN (SELECT run_id FROM prev)) AS locked`,
       [runIds, owner, now, leaseMs, queues ?? null, workflows ?? null],
     );
-    return r.rows.map((row) => ({
-      ...toLease(row),
+    const row = r.rows[0]!;
+    const leases = (row.leases ?? []).map((x) => ({
+      ...toLease(x),
       inbox: {
-        signals: (row.inbox_signals ?? []).map((x) => ({ signalId: x.signal_id, name: x.name, payload: x.payload, sentAt: Number(x.sent_at) })),
+        signals: (x.inbox_signals ?? []).map((sg) => ({ signalId: sg.signal_id, name: sg.name, payload: sg.payload, sentAt: Number(sg.sent_at) })),
         cancel:
-          row.cancel_requested_at === null
+          x.cancel_requested_at === null
             ? null
-            : { reason: row.cancel_reason ?? '', deadline: Number(row.cancel_deadline), requestedAt: Number(row.cancel_requested_at) },
+            : { reason: x.cancel_reason ?? '', deadline: Number(x.cancel_deadline), requestedAt: Number(x.cancel_requested_at) },
       },
     }));
+    return { leases, locked: row.locked ?? [] };
   }
 
   /** Whether signals or an unjournaled cancel request wait for the run (`t`: the runs table's alias). */
