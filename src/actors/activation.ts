@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
 import { comparePaths, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
-import { storedWaits } from '../runtime/waits.js';
+import { STORED_WAITS_LIMIT } from '../runtime/waits.js';
 import { runStartedPayload, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
@@ -208,7 +208,7 @@ export async function step(
       events: output.events,
       children: output.children,
       wait,
-      ...(output.close ? {} : { waits: storedWaits(engine.openWaits()) }),
+      ...(output.close ? {} : { waits: engine.openWaits(STORED_WAITS_LIMIT) }),
       ...(output.close ? { close: closeOf(output.close) } : {}),
       ...(output.signals.length ? { signals: output.signals } : {}),
       ...(output.closeChildren.length ? { closeChildren: output.closeChildren } : {}),

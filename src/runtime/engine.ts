@@ -55,7 +55,7 @@ import {
 } from './events.js';
 import { deriveId, hashText, journalValue, toJson } from './json.js';
 import { continuedRunId, type NewRun } from './runs.js';
-import type { OpenWait, WaitSpec } from './waits.js';
+import type { OpenWait, StoredWaits, WaitSpec } from './waits.js';
 import { backoffMs } from './activities.js';
 
 /**
@@ -478,14 +478,18 @@ export class RunEngine {
   /**
    * What the generator waits on now, leaf by leaf, as describe() shows it: read from the engine's own state (the
    * one interpreter), so it cannot disagree with what the run will do. Barrier members carry their group, the path
-   * of groups from the outermost barrier to the innermost, their index in the innermost group and its size.
+   * of groups from the outermost barrier to the innermost, their index in the innermost group and its size. At most
+   * `limit` waits are built (in call-path order); `total` counts them all (a commit stores the first 50 of a 10,000-child
+   * barrier without building the other 9,950).
    */
-  openWaits(): OpenWait[] {
+  openWaits(limit = Infinity): StoredWaits {
     const node = this.blocked;
-    if (!node || this.closed) return [];
     const out: OpenWait[] = [];
+    let total = 0;
+    if (!node || this.closed) return { waits: out, total };
     const leafWait = (l: LeafState, since: number): OpenWait | null => {
-      if (l.outcome) return null;
+      if (l.outcome || l.kind === 'immediate') return null;
+      if (total++ >= limit) return null;
       const base = { path: l.path, since: l.since ?? since };
       switch (l.kind) {
         case 'child':
@@ -505,13 +509,11 @@ export class RunEngine {
           return { kind: 'timer', ...base, fireAt: l.fireAt };
         case 'signal':
           return { kind: 'signal', ...base, signal: l.name, ...(l.deadline !== null ? { deadline: l.deadline } : {}) };
-        case 'immediate':
-          return null;
       }
     };
     if (node.type === 'leaf') {
       const w = leafWait(node.leaf, this.clockNow);
-      return w ? [w] : [];
+      return { waits: w ? [w] : [], total };
     }
     const walk = (n: WaitNode & { type: 'group' }, groups: string[]): void => {
       n.members.forEach((m, i) => {
@@ -521,7 +523,7 @@ export class RunEngine {
       });
     };
     walk(node, [node.path]);
-    return out;
+    return { waits: out, total };
   }
 
   // -------------------------------------------------------------------------------------------------------------

@@ -38,14 +38,10 @@ export interface OpenWait {
 /** How many open waits a run stores with a commit; a fan-out of 10,000 children stores the first ones and a count. */
 export const STORED_WAITS_LIMIT = 50;
 
-/** The stored form: the first waits in call-path order, and how many there are in all. */
+/** The stored form: the first waits in call-path order (RunEngine.openWaits(limit)), and how many there are in all. */
 export interface StoredWaits {
   waits: OpenWait[];
   total: number;
-}
-
-export function storedWaits(all: OpenWait[]): StoredWaits {
-  return { waits: all.length > STORED_WAITS_LIMIT ? all.slice(0, STORED_WAITS_LIMIT) : all, total: all.length };
 }
 
 /**
