@@ -4,10 +4,10 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Client } from '../../src/client/client.js';
-import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/journal/embedded.js';
+import { freePort, pidAlive, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/journal/embedded.js';
 import { createPgJournal } from '../../src/journal/postgres/index.js';
 import * as fx from './fixtures/crash-workflows.js';
-import { repoRoot, sleep, useWorkerProcesses, waitFor, workflowsModule, type WorkerProcess } from './fixtures/processes.js';
+import { logLines, repoRoot, sleep, useWorkerProcesses, waitFor, workflowsModule, type WorkerProcess } from './fixtures/processes.js';
 
 /**
  * The `skein worker` process (the real CLI, as a child process) stays up for as long as it can go on, and says what
@@ -25,13 +25,6 @@ import { repoRoot, sleep, useWorkerProcesses, waitFor, workflowsModule, type Wor
 /** pino's warn level in the JSON log lines. */
 const WARN = 40;
 
-function logLines(p: WorkerProcess): Array<{ level: number; msg: string; [k: string]: unknown }> {
-  return p
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { level: number; msg: string });
-}
 
 const warnings = (p: WorkerProcess) => logLines(p).filter((l) => l.level >= WARN);
 
@@ -58,14 +51,6 @@ async function listenBackends(url: string): Promise<number> {
   }
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 describe('process liveness', () => {
   const { procs, cleanups, url } = useWorkerProcesses();

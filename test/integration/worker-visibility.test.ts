@@ -7,7 +7,7 @@ import { createPgJournal, PgJournal } from '../../src/journal/postgres/index.js'
 import { Worker } from '../../src/worker/worker.js';
 import { freshSchema } from '../support/postgres.js';
 import { crashParent, expectedParentResult, fencedRun } from './fixtures/crash-workflows.js';
-import { useWorkerProcesses, waitFor, type WorkerProcess } from './fixtures/processes.js';
+import { logLines, useWorkerProcesses, waitFor, type WorkerProcess } from './fixtures/processes.js';
 
 /**
  * Workers are visible (docs/operating.md), checked on real `skein worker` processes and a real PostgreSQL:
@@ -23,13 +23,6 @@ import { useWorkerProcesses, waitFor, type WorkerProcess } from './fixtures/proc
 
 const HEARTBEAT_MS = 200;
 
-function logLines(p: WorkerProcess): Array<{ level: number; msg: string; [k: string]: unknown }> {
-  return p
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as { level: number; msg: string });
-}
 
 describe('workers are visible', () => {
   const { procs, cleanups, url } = useWorkerProcesses();
