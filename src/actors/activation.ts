@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { runActivity, unavailableActivityBackoffMs } from '../runtime/activities.js';
+import type { AbortLatch } from '../runtime/abort-latch.js';
 import { comparePaths, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { STORED_WAITS_LIMIT } from '../runtime/waits.js';
@@ -342,14 +343,14 @@ export interface HeldRun {
 export interface ActivityCall {
   workflowId: string;
   /** Aborted by LocalWork (the run's cancel, its actor's end): the activity's `ctx.signal` follows it. */
-  signal: AbortSignal;
+  signal: AbortLatch;
 }
 
 function canRun(h: ActivationHost): (name: string) => boolean {
   return h.hasActivity ? (name) => h.hasActivity!(name) : (name) => h.host.registry.hasActivity(name);
 }
 
-function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask, signal: AbortSignal) => Promise<NewEvent> {
+function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask, signal: AbortLatch) => Promise<NewEvent> {
   // The logger activities get (bound to their run by runActivity): the worker's, when the host has a full logger.
   const log = typeof (h.log as Partial<Logger>).child === 'function' ? (h.log as Logger) : undefined;
   const clock = h.host.journal.clock;

@@ -1,5 +1,6 @@
 import type { ActivityTask } from '../runtime/engine.js';
 import type { NewEvent } from '../runtime/events.js';
+import { AbortLatch } from '../runtime/abort-latch.js';
 import { ActivityAbortedError, CancelledError } from '../runtime/errors.js';
 import type { Journal } from '../journal/journal.js';
 
@@ -9,8 +10,8 @@ export type RunEndReason = 'closed' | 'suspended' | 'blocked' | 'lost' | 'failed
 /** Activities running in this process for one run; results wait here until the next activation journals them. */
 export class LocalWork {
   private readonly inflight = new Map<string, Promise<void>>();
-  /** Each running task's abort controller: its activity's `ctx.signal` (see abort, stop). */
-  private readonly controllers = new Map<string, AbortController>();
+  /** Each running task's abort latch: its activity's `ctx.signal` follows it (see abort, stop). */
+  private readonly latches = new Map<string, AbortLatch>();
   /** Set by stop(): the run's actor has ended here, results are dropped. */
   private stopped = false;
   private ready: NewEvent[] = [];
@@ -47,15 +48,15 @@ export class LocalWork {
    * open, for runs taken over from a dead worker; without the second check an activity that had just finished here,
    * and whose ACTIVITY_DONE caused that very activation, would be executed a second time.)
    */
-  start(task: ActivityTask, run: (signal: AbortSignal) => Promise<NewEvent>): Promise<void> {
+  start(task: ActivityTask, run: (latch: AbortLatch) => Promise<NewEvent>): Promise<void> {
     const running = this.inflight.get(task.path);
     if (running) return running;
     if (this.readyPaths.has(task.path)) return Promise.resolve();
-    const controller = new AbortController();
-    this.controllers.set(task.path, controller);
-    const p = run(controller.signal).then((delivery) => {
+    const latch = new AbortLatch();
+    this.latches.set(task.path, latch);
+    const p = run(latch).then((delivery) => {
       this.inflight.delete(task.path);
-      this.controllers.delete(task.path);
+      this.latches.delete(task.path);
       if (this.stopped) return;
       this.ready.push(delivery);
       this.readyPaths.add(task.path);
@@ -75,8 +76,8 @@ export class LocalWork {
    * once, failed with that reason, a result the run still journals (a graceful cancel: the code no longer waits for
    * them, the history says what became of them).
    */
-  abort(reason: Error, paths: Iterable<string> = [...this.controllers.keys()]): void {
-    for (const p of paths) this.controllers.get(p)?.abort(reason);
+  abort(reason: Error, paths: Iterable<string> = [...this.latches.keys()]): void {
+    for (const p of paths) this.latches.get(p)?.abort(reason);
   }
 
   /**

@@ -11,6 +11,7 @@ import {
   type RunHost,
 } from '../actors/activation.js';
 import { runActivity } from '../runtime/activities.js';
+import type { AbortLatch } from '../runtime/abort-latch.js';
 import type { WorkflowDef } from '../runtime/commands.js';
 import type { EngineOptions, ActivityTask, RunEngine } from '../runtime/engine.js';
 import { ActivityAbortedError, LeaseLostError, serializeError } from '../runtime/errors.js';
@@ -318,7 +319,7 @@ export class Simulation {
   }
 
   /** The host's "run this activity now": quick ones are computed at once, the others wait for the scheduler. */
-  private startActivity(runId: string, task: ActivityTask, signal?: AbortSignal): Promise<NewEvent> {
+  private startActivity(runId: string, task: ActivityTask, signal?: AbortLatch): Promise<NewEvent> {
     if (this.options.quickActivity?.(this.call(runId, task))) {
       const p = this.finishActivity(runId, task);
       this.quick.add(p);
@@ -331,10 +332,10 @@ export class Simulation {
     if (!m) this.inflight.set(runId, (m = new Map()));
     m.set(task.path, { task, promise, resolve });
     // Aborted (a graceful cancel of its run): it ends at once, failed with the reason, as runActivity ends it.
-    signal?.addEventListener('abort', () => {
+    signal?.onAbort((reason) => {
       if (this.inflight.get(runId)?.get(task.path)?.promise !== promise) return;
       this.inflight.get(runId)!.delete(task.path);
-      resolve(this.record(runId, task.path, { type: 'ActivityFailed', payload: { path: task.path, error: serializeError(signal.reason), closedAt: this.clock.now(), attempts: 1 } }));
+      resolve(this.record(runId, task.path, { type: 'ActivityFailed', payload: { path: task.path, error: serializeError(reason), closedAt: this.clock.now(), attempts: 1 } }));
     });
     return promise;
   }

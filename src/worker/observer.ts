@@ -103,12 +103,13 @@ export class WorkerObserver implements RunObserver {
 
   private started(ids: RunIds, inline = false): void {
     this.metrics.runsStarted.inc();
-    this.log.info({ ...ids, ...(inline ? { inline } : {}) }, 'run started');
+    // (checked first: a fan-out of thousands of inline children would build two line objects each at any level)
+    if (this.log.isLevelEnabled('info')) this.log.info({ ...ids, ...(inline ? { inline } : {}) }, 'run started');
   }
 
   private closed(ids: RunIds, status: string, error: SerializedError | null, inline = false): void {
     this.metrics.runsClosed.inc({ status });
-    this.log.info({ ...ids, status, ...(error ? { error: brief(error) } : {}), ...(inline ? { inline } : {}) }, 'run closed');
+    if (this.log.isLevelEnabled('info')) this.log.info({ ...ids, status, ...(error ? { error: brief(error) } : {}), ...(inline ? { inline } : {}) }, 'run closed');
   }
 
   private blocked(ids: RunIds, error: unknown): void {

@@ -138,15 +138,16 @@ describe('activity context', () => {
       },
       { timeoutMs: 100, retry: { initialIntervalMs: 1 } },
     );
-    // Runs 400 ms with a 100 ms timeout, heartbeating every 30 ms: never timed out.
+    // Runs 400 ms with a 100 ms timeout, heartbeating every 30 ms: never timed out. (The context destructured, as
+    // users write it: heartbeat and signal work detached from it.)
     const beating = defineActivity(
       'beating',
-      async (_: null, ctx) => {
+      async (_: null, { heartbeat, signal, attempt }) => {
         for (let i = 0; i < 13; i++) {
           await new Promise((r) => setTimeout(r, 30));
-          ctx.heartbeat(i);
+          heartbeat(i);
         }
-        return { attempt: ctx.attempt, aborted: ctx.signal.aborted };
+        return { attempt, aborted: signal.aborted };
       },
       { timeoutMs: 100 },
     );
