@@ -15,6 +15,7 @@
  * concurrent clients (transactions/s), pgbench-style. Read the ratios: these 2-core VMs drift 2x.
  *
  * Run: npm run bench:throughput   (node --expose-gc, so heap figures are after a full collection)
+ *      BENCH_ONLY=W4,W5 npm run bench:throughput   (some of them: W4, W5, W1, W1io)
  */
 import pg from 'pg';
 import pino from 'pino';
@@ -55,7 +56,7 @@ const workflows = [threeSteps, awaitSignal, leaf, ioLeaf, fanout, ioFanout];
 const activities = [trivial, io20, double];
 
 /** Transactions/s of single-row insert + commit with `clients` concurrent connections for `ms`. */
-async function insertCommitTps(url: string, schema: string, clients: number, ms = 2000): Promise<number> {
+async function insertCommitTps(url: string, schema: string, clients: number, ms = Number(process.env.BENCH_FLOOR_MS ?? 2000)): Promise<number> {
   const conns = await Promise.all(
     Array.from({ length: clients }, async () => {
       const c = new pg.Client({ connectionString: url });
@@ -105,6 +106,12 @@ async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 600
   }
 }
 
+/** How busy this process (client and worker) was since `cpu0`: CPU time over wall time. */
+function busy(cpu0: NodeJS.CpuUsage, wallMs: number): string {
+  const c = process.cpuUsage(cpu0);
+  return `bench process CPU ${Math.round(((c.user + c.system) / 1000 / wallMs) * 100)}% of one core`;
+}
+
 function gc(): void {
   (globalThis as { gc?: () => void }).gc?.();
 }
@@ -113,6 +120,10 @@ function newWorker(journal: PgJournal): Worker {
   // The defaults of `skein worker` (concurrency 1,000, lease 30 s, poll 1 s); quiet logs.
   return new Worker({ workflows, activities, journal, logger: pino({ level: 'warn' }) });
 }
+
+/** The workloads to run (BENCH_ONLY=W4,W5,W1,W1io; default all). */
+const only = process.env.BENCH_ONLY?.split(',').map((w) => w.trim().toUpperCase());
+const wanted = (w: string) => !only || only.includes(w.toUpperCase());
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
@@ -127,7 +138,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   let k = 0;
 
   // ---- W4 ----
-  {
+  if (wanted('W4')) {
     const n = 2000;
     const worker = newWorker(journal);
     worker.start();
@@ -135,6 +146,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     await pool(Array.from({ length: 200 }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4warm-${k}-${i}` }));
     await until('W4 warm-up', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= 200);
     const before = await countStatus(journal, schema, threeSteps.name, 'completed');
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await pool(Array.from({ length: n }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4-${k}-${i}` }));
     const started = performance.now() - t0;
@@ -143,14 +155,14 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const rate = (n / ms) * 1000;
     console.log(
       `W4  ${n} independent workflows x 3 activities   ${fmt(ms)} ms   ${fmt(rate)} workflows/s   ` +
-        `= ${(rate / tps8).toFixed(2)} x the 8-client insert+commit floor (starts took ${fmt(started)} ms)`,
+        `= ${(rate / tps8).toFixed(2)} x the 8-client insert+commit floor (starts took ${fmt(started)} ms; ${busy(cpu0, ms)})`,
     );
     await worker.shutdown();
     k++;
   }
 
   // ---- W5 ----
-  {
+  if (wanted('W5')) {
     const n = 5000;
     const worker = newWorker(journal);
     worker.start();
@@ -169,6 +181,8 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     });
     gc();
     const heapPerRun = (process.memoryUsage().heapUsed - heap0) / n;
+    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await pool(refs, 32, (runId) => client.signal(runId, 'go', 1));
     const signalled = performance.now() - t0;
@@ -177,14 +191,14 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const rate = (n / ms) * 1000;
     console.log(
       `W5  ${n} waiting runs signalled               ${fmt(ms)} ms   ${fmt(rate)} runs/s        ` +
-        `= ${(rate / tps8).toFixed(2)} x the 8-client floor (signals sent in ${fmt(signalled)} ms); heap per waiting run ${(heapPerRun / 1024).toFixed(2)} KB`,
+        `= ${(rate / tps8).toFixed(2)} x the 8-client floor (signals sent in ${fmt(signalled)} ms; ${busy(cpu0, ms)}); heap per waiting run ${(heapPerRun / 1024).toFixed(2)} KB`,
     );
     await worker.shutdown();
     k++;
   }
 
-  // ---- W1 and W1io ----
-  const sizes = [1000, 10_000, ...(process.env.BENCH_100K ? [100_000] : [])];
+  // ---- W1 and W1io (W1io's ratio needs W1 at 1,000) ----
+  const sizes = !wanted('W1') && !wanted('W1io') ? [] : !wanted('W1') ? [1000] : [1000, 10_000, ...(process.env.BENCH_100K ? [100_000] : [])];
   const perChild = new Map<number, number>();
   const worker = newWorker(journal);
   worker.start();
@@ -206,7 +220,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
         `peak heap +${fmt((peak - heap0) / 1024 / 1024)} MB`,
     );
   }
-  {
+  if (wanted('W1io')) {
     const n = 1000;
     const t0 = performance.now();
     const r = await client.result<number>(await client.start(ioFanout, n, { workflowId: `w1io-${k++}` }), { timeoutMs: 600_000 });

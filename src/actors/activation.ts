@@ -4,7 +4,7 @@ import type { AbortLatch } from '../runtime/abort-latch.js';
 import { comparePaths, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { STORED_WAITS_LIMIT } from '../runtime/waits.js';
-import { runStartedPayload, type NewEvent } from '../runtime/events.js';
+import { runStartedPayload, type JournalEvent, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
 import { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
@@ -53,6 +53,11 @@ export class EngineCache {
     return e;
   }
 
+  /** Whether an engine of the run is here (at whatever seq). */
+  has(runId: string): boolean {
+    return this.map.has(runId);
+  }
+
   put(runId: string, engine: RunEngine): void {
     if (this.capacity <= 0 || engine.closed) return;
     this.map.delete(runId);
@@ -74,10 +79,15 @@ export class EngineCache {
 }
 
 /** Gets the run's engine at the journal's current state: from the cache, or rebuilt by replaying the journal. */
-export async function loadEngine(host: RunHost, run: RunRecord, options: { cacheChecked?: boolean } = {}): Promise<RunEngine> {
+export async function loadEngine(
+  host: RunHost,
+  run: Pick<RunRecord, 'runId' | 'workflow' | 'workflowId' | 'depth' | 'queue' | 'lastSeq'>,
+  options: { cacheChecked?: boolean; events?: JournalEvent[] } = {},
+): Promise<RunEngine> {
   const cached = options.cacheChecked ? undefined : host.cache.take(run.runId, run.lastSeq);
   if (cached) return cached;
-  const events = await host.journal.readEvents(run.runId);
+  // (the journal as its lease brought it, else read now)
+  const events = options.events ?? (await host.journal.readEvents(run.runId));
   const def = host.registry.workflow(run.workflow);
   const engine = new RunEngine(def, { runId: run.runId, workflowId: run.workflowId, depth: run.depth, queue: run.queue }, host.engineOptions);
   engine.replay(events, host.journal.clock.now());

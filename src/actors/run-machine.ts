@@ -2,7 +2,8 @@ import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Logger } from 'pino';
 import type { RunEngine } from '../runtime/engine.js';
 import { LeaseLostError } from '../runtime/errors.js';
-import type { Inbox, Lease } from '../journal/journal.js';
+import type { Inbox, Lease, RunRecord } from '../journal/journal.js';
+import type { JournalEvent } from '../runtime/events.js';
 import { abortReason, type RunEndReason } from './local-work.js';
 import { observe } from './observer.js';
 import {
@@ -93,6 +94,14 @@ export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'S
 const outputOf = ({ event }: { event: { output: StepResult } }) => ({ output: event.output });
 const errorOf = ({ event }: { event: { error: unknown } }) => ({ error: event.error });
 
+/** The run and its journal as its lease brought them (Lease.history), or undefined when it brought none. */
+function leasedHistory(runId: string, lease: Lease): { run: Pick<RunRecord, 'runId' | 'workflow' | 'workflowId' | 'depth' | 'queue' | 'lastSeq' | 'status'>; events: JournalEvent[] } | undefined {
+  const h = lease.history;
+  if (!h || !lease.run || lease.queue === undefined || lease.lastSeq === undefined) return undefined;
+  const { workflow, workflowId } = lease.run;
+  return { run: { runId, workflow, workflowId, depth: h.depth, queue: lease.queue, lastSeq: lease.lastSeq, status: 'running' }, events: h.events };
+}
+
 export const runMachine = setup({
   types: {
     context: {} as RunContext,
@@ -107,11 +116,14 @@ export const runMachine = setup({
         const cached = input.services.host.cache.take(input.runId, input.lease.lastSeq);
         if (cached) return cached;
       }
-      const run = await input.services.host.journal.getRun(input.runId);
+      // The lease brought the journal (acquireMany, for a run with no engine here; granted only while it is open),
+      // else read the run and its journal.
+      const leased = leasedHistory(input.runId, input.lease);
+      const run = leased?.run ?? (await input.services.host.journal.getRun(input.runId));
       if (!run || run.status !== 'running') throw new LeaseLostError(input.runId, `run is ${run?.status ?? 'missing'}`);
       try {
         // (the cache was asked already when the lease told us the journal head: once is enough)
-        const engine = await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined });
+        const engine = await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined, ...(leased ? { events: leased.events } : {}) });
         // an operator resumed it: its journal ends with RunResumed (a blocked run's engine is never cached; what the
         // replay decided anew comes after committedSeq)
         const last = engine.events[engine.committedSeq - 1];

@@ -110,8 +110,13 @@ export interface Lease {
   previousOwner?: string | null;
   /** Who the run is, for the holder's log lines (claimDue, acquire). */
   run?: RunIdentity;
-  /** The run's pending inbox when the lease was granted (acquireMany), read in the same statement. */
+  /** The run's pending inbox when the lease was granted (acquireMany; claimDue on PostgreSQL), read in the same statement. */
   inbox?: Inbox;
+  /**
+   * The run's journal when the lease was granted, for runs the caller asked it for (acquireMany's `withHistory`: runs
+   * it has no engine of), read in the same statement: its holder builds the engine without another read.
+   */
+  history?: { depth: number; events: JournalEvent[] };
 }
 
 /** The ids every log line about a run carries (besides its run id). */
@@ -257,9 +262,11 @@ export interface Journal {
   /**
    * `acquire` for many runs in one round trip (a worker woken about many runs at once: a burst of signals, a wave of
    * child closes). Each lease also carries the run's pending inbox (`Lease.inbox`), so the holder's first activation
-   * need not read it. Runs that are closed, held, or not on the given queues/workflows are left out.
+   * need not read it; the leases of the runs in `withHistory` also carry their journal (`Lease.history`), so a worker
+   * woken about runs it holds no engine of does not read each one's events in a round trip of its own. Runs that are
+   * closed, held, or not on the given queues/workflows are left out.
    */
-  acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]>;
+  acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[], withHistory?: readonly string[]): Promise<Lease[]>;
   /** Extends a held lease; throws LeaseLostError if it was taken over or cleared. */
   renew(lease: Lease, leaseMs: number): Promise<Lease>;
   /**

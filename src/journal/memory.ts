@@ -203,11 +203,15 @@ export class MemoryJournal implements Journal {
     return this.grant(m, owner, leaseMs);
   }
 
-  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
+  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[], withHistory?: readonly string[]): Promise<Lease[]> {
     const out: Lease[] = [];
+    const history = new Set(withHistory);
     for (const id of [...new Set(runIds)]) {
       const l = await this.acquire(id, owner, leaseMs, queues, workflows);
-      if (l) out.push({ ...l, inbox: await this.inbox(id) });
+      if (!l) continue;
+      const lease: Lease = { ...l, inbox: await this.inbox(id) };
+      if (history.has(id)) lease.history = { depth: this.runs.get(id)!.record.depth, events: await this.readEvents(id) };
+      out.push(lease);
     }
     return out;
   }

@@ -455,7 +455,10 @@ export class Worker {
     }
     try {
       // One statement: the journal checks each run is open, free and on our queues, and says what its actor needs.
-      const leases = await this.journal.acquireMany(take, this.workerId, this.leaseMs, this.queues, this.workflows);
+      // Runs with no engine here come with their journal (one statement for the burst, not a read per run).
+      const cache = this.host.cache;
+      const withHistory = take.filter((id) => !cache.has(id));
+      const leases = await this.journal.acquireMany(take, this.workerId, this.leaseMs, this.queues, this.workflows, withHistory);
       take.forEach((id) => this.acquiring.delete(id));
       for (const lease of leases) this.runLease(lease);
     } catch (err) {

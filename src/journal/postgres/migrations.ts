@@ -239,6 +239,46 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    name: 'the write path of a run: fewer index entries, no notification inside its transactions',
+    sql: (s) => `
+      -- A root run's close is announced by the journal after the closing transaction commits (PgJournal.announce), not
+      -- by migration 5's trigger: a NOTIFY inside a writing transaction holds the server's notification lock through
+      -- the commit's WAL flush, so every root close serialised behind every other (W5, 5,000 signalled runs closing:
+      -- ~700 closes/s whatever the pool). Every path that closes a root run announces it; a notification lost to a
+      -- crash costs Client.result one poll interval.
+      DROP TRIGGER runs_root_closed ON ${s}.runs;
+      DROP FUNCTION ${s}.notify_root_closed();
+
+      -- Most updates of a run move next_wakeup_at (a signal, a commit that waits, a close), which the due index holds,
+      -- so they are not heap-only: each writes a new entry into every index of runs whose predicate the row meets.
+      -- Migration 8 gave runs twelve indexes; a signalled run wrote twelve entries per update. Measured on the same
+      -- machine, same run (docs/benchmarks.md): W5 signals and W3's cascade were ~1.3x faster without the listing
+      -- indexes. The listings keep an index where a filter is selective and fall back to the newest-first scan of
+      -- runs_created_idx where it is not:
+      --  * status: only the statuses an operator looks for among many (failed, cancelled, terminated, timed_out,
+      --    blocked, continued) are indexed. Running and completed runs, the ones written all the time, write no entry;
+      --    listing them scans runs_created_idx newest first (running runs are the newest; completed ones the bulk).
+      DROP INDEX ${s}.runs_status_idx;
+      CREATE INDEX runs_status_idx ON ${s}.runs (status, created_at, run_id COLLATE "C") WHERE status NOT IN ('running', 'completed');
+      --  * workflow, queue, closed time: filtered on the newest-first scan (a page reads until it has its rows). Add
+      --    an index of your own if you list a rare workflow among millions of runs (docs/operating.md).
+      DROP INDEX ${s}.runs_workflow_idx;
+      DROP INDEX ${s}.runs_queue_idx;
+      DROP INDEX ${s}.runs_closed_idx;
+      --  * workflow id: one bytewise-ordered index serves lookups by id (compared COLLATE "C", equal exactly when
+      --    equal in any deterministic collation) and prefix ranges; it replaces two.
+      DROP INDEX ${s}.runs_workflow_id_prefix_idx;
+      DROP INDEX ${s}.runs_workflow_id_idx;
+      CREATE INDEX runs_workflow_id_idx ON ${s}.runs (workflow_id COLLATE "C");
+      --  * a root's tree: only runs that are not their own root (descendants, and the later runs of a root that
+      --    continued as new); a root run, most runs of an application of independent workflows, writes no entry. The
+      --    root itself is found by its run id (Sql's FILTER: root_run_id = X AND root_run_id <> run_id, OR run_id = X).
+      DROP INDEX ${s}.runs_root_idx;
+      CREATE INDEX runs_root_idx ON ${s}.runs (root_run_id, depth, created_at, run_id COLLATE "C") WHERE root_run_id <> run_id;
+    `,
+  },
 ];
 
 /**

@@ -107,6 +107,10 @@ const CHILD_TIMEOUT_ERROR: SerializedError = { name: 'ChildTimeoutError', messag
 export class PgJournal implements Journal {
   readonly clock: Clock;
   private readonly closes = new GroupCommit<PendingClose, CommitResult>((batch) => this.commitCloses(batch));
+  /** Client starts arriving together go in one statement (insertStarts): each caller still gets its own answer. */
+  private readonly starts = new GroupCommit<RootRunInsert, RunRecord | null>((batch) => this.insertStarts(batch));
+  /** Client signals arriving together go in one statement (signalMany), each answered on its own. */
+  private readonly signals = new GroupCommit<ClientSignal, { status: RunStatus; added: boolean } | null>((batch) => this.sendSignals(batch));
   readonly pool: pg.Pool;
   /** renewMany's own connection (see the constructor); the shared pool when the journal was given one. */
   private leasePool: pg.Pool | null = null;
@@ -115,7 +119,7 @@ export class PgJournal implements Journal {
   private readonly ownsPool: boolean;
   private closed = false;
   /** Runs to announce at the end of this event-loop turn (see announce). */
-  private toAnnounce: string[] = [];
+  private toAnnounce: Announcements = { wake: [], stop: [], closed: [] };
 
   // LISTEN state: one dedicated connection, started on the first onWake, reconnected with backoff.
   private readonly listeners = new Set<WakeListener>();
@@ -215,26 +219,22 @@ export class PgJournal implements Journal {
     const input = toJson(run.input, `input of workflow '${run.workflow}'`);
     const depth = run.depth ?? 0;
     await this.beforeWrite();
-    const inserted = await this.sql.insertRootRun(
-      this.pool,
-      {
-        runId: run.runId,
-        workflowId: run.workflowId,
-        workflow: run.workflow,
-        inputJson: input.json,
-        callId: run.callId ?? null,
-        queue: run.queue,
-        depth,
-        parentClosePolicy: run.parentClosePolicy ?? 'cancel',
-        startAt: run.startAt ?? null,
-        startedJson: startedPayload(run, input.value, depth),
-        parentRunId: run.parentRunId ?? null,
-        rootRunId: run.rootRunId ?? run.runId,
-      },
-      this.now(),
-    );
+    const inserted = await this.starts.add({
+      runId: run.runId,
+      workflowId: run.workflowId,
+      workflow: run.workflow,
+      inputJson: input.json,
+      callId: run.callId ?? null,
+      queue: run.queue,
+      depth,
+      parentClosePolicy: run.parentClosePolicy ?? 'cancel',
+      startAt: run.startAt ?? null,
+      startedJson: startedPayload(run, input.value, depth),
+      parentRunId: run.parentRunId ?? null,
+      rootRunId: run.rootRunId ?? run.runId,
+    });
     if (inserted) {
-      this.announce(inserted.runId);
+      this.announce({ wake: [inserted.runId] });
       return { run: inserted, created: true };
     }
     const existing = await this.sql.runByWorkflowId(this.pool, run.workflowId);
@@ -256,10 +256,10 @@ export class PgJournal implements Journal {
     return this.sql.acquire(this.pool, runId, owner, Math.ceil(leaseMs), this.now(), queues, workflows);
   }
 
-  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[]): Promise<Lease[]> {
+  async acquireMany(runIds: string[], owner: string, leaseMs: number, queues?: string[], workflows?: string[], withHistory?: readonly string[]): Promise<Lease[]> {
     if (!runIds.length) return [];
     const ids = [...new Set(runIds)];
-    const { leases, locked } = await this.sql.leaseRuns(this.pool, ids, 'skip', owner, Math.ceil(leaseMs), this.now(), queues, workflows);
+    const { leases, locked } = await this.sql.leaseRuns(this.pool, ids, 'skip', owner, Math.ceil(leaseMs), this.now(), queues, workflows, withHistory);
     if (!locked.length) return leases;
     // Runs a commit was holding were skipped: take those one at a time, waiting for each row (no deadlock with one).
     const rest = await Promise.all(locked.map((id) => this.sql.acquire(this.pool, id, owner, Math.ceil(leaseMs), this.now(), queues, workflows)));
@@ -287,7 +287,7 @@ export class PgJournal implements Journal {
 
   async commit(lease: Lease, c: Commit): Promise<CommitResult> {
     const p = prepareCommit(c);
-    // Plain closes (a run finishing, no children, signals or policies to apply in the same step) are group-committed:
+    // Plain closes (a run finishing, no children to create, signals to send or policies to apply in the same step) are group-committed:
     // many runs closing at once (a fan-out's children) share one transaction and one WAL flush.
     if (isPlainClose(c, p)) return this.closes.add({ lease, commit: c, prepared: p });
     return this.commitOne(lease, c, p);
@@ -297,7 +297,7 @@ export class PgJournal implements Journal {
    * Commits a batch of plain closes in one transaction with a constant number of statements: lock the parents, lock
    * and fence the runs (a run whose lease is gone is refused alone, the others go on), append all events, close all
    * runs, apply parent-close policies where a closing run still has open children, wake parents (set-based, with the
-   * wait_on_all_closed counters), notify.
+   * wait_on_all_closed counters); announce after the commit.
    */
   private async commitCloses(batch: PendingClose[]): Promise<(CommitResult | Error)[]> {
     if (batch.length === 1) {
@@ -306,7 +306,7 @@ export class PgJournal implements Journal {
     }
     await this.beforeWrite();
     const ids = batch.map((b) => b.lease.runId);
-    return this.transaction(async (q) => {
+    return this.transaction(async (q, after) => {
       const now = this.now();
       await this.sql.lockParentsOf(q, ids);
       const locked = await this.sql.lockRuns(q, ids);
@@ -326,7 +326,8 @@ export class PgJournal implements Journal {
         }
       }
       const events = ok.flatMap(({ b }) => b.prepared.events.map((e, i) => ({ runId: b.lease.runId, seq: b.commit.afterSeq + i + 1, type: e.type, json: e.json })));
-      await this.sql.insertEventsMany(q, events, now);
+      const received = ok.flatMap(({ b }) => b.prepared.received.map((signalId) => ({ runId: b.lease.runId, signalId })));
+      await this.sql.insertEventsMany(q, events, now, received);
       const withChildren = await this.sql.closeRuns(
         q,
         ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson })),
@@ -344,7 +345,9 @@ export class PgJournal implements Journal {
           now,
         ),
       );
-      await this.sql.notify(q, [...woke], stop);
+      after.wake.push(...woke);
+      after.stop.push(...stop);
+      after.closed.push(...ok.filter((x) => !x.parentRunId).map((x) => x.b.lease.runId));
       ok.forEach(({ b, parentRunId }) => {
         const i = batch.indexOf(b);
         const r = results[i] as CommitResult;
@@ -364,11 +367,15 @@ export class PgJournal implements Journal {
       afterSeq: c.afterSeq,
       now: this.now(),
       events: p.events,
+      received: p.received,
       status: p.close!.status,
       resultJson: p.close!.resultJson,
       errorJson: p.close!.errorJson,
     });
-    if (r.written) return { lastSeq: c.afterSeq + p.events.length, childLeases: [], wokeParent: r.woke };
+    if (r.written) {
+      this.announce({ wake: r.woke ? [r.woke] : [], closed: r.me?.root ? [lease.runId] : [] });
+      return { lastSeq: c.afterSeq + p.events.length, childLeases: [], wokeParent: r.woke };
+    }
     // Open children to close by policy: the general path does that in its transaction. Anything else is the fence.
     if (r.me && r.me.has_kids && r.me.lease_token === lease.token && r.me.status === 'running' && r.me.last_seq === c.afterSeq) {
       return this.commitOne(lease, c, p);
@@ -379,7 +386,7 @@ export class PgJournal implements Journal {
 
   private async commitOne(lease: Lease, c: Commit, p: PreparedCommit): Promise<CommitResult> {
     await this.beforeWrite();
-    return this.transaction(async (q) => {
+    return this.transaction(async (q, after) => {
       const now = this.now();
       // Lock order parent before child: a close is the one write here that touches the run's parent.
       const lockedParent = p.close ? await this.sql.lockParentOf(q, lease.runId) : null;
@@ -424,6 +431,7 @@ export class PgJournal implements Journal {
           now,
           continuedTo: next?.run.runId ?? null,
         });
+        if (!run.parentRunId) after.closed.push(run.runId); // (Client.result: a root that continued is followed)
         if (next) {
           // Continue-as-new: the instance goes on in the next run, which takes over the open children and the inbox.
           const nextStarted = startedPayload({ ...next.run, parentRunId: run.parentRunId, callId: run.callId }, next.input, run.depth);
@@ -447,7 +455,10 @@ export class PgJournal implements Journal {
           if (hasOpenChildren) await this.cascade(q, [run.runId], p.maxChildDepth, parentClosed(p.close.status), now, { stop });
           if (run.parentRunId) {
             const failed = p.close.status !== 'completed';
-            if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: run.runId, failed, now })) wokeParent = run.parentRunId;
+            if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: run.runId, failed, now })) {
+              wokeParent = run.parentRunId;
+              wake.push(wokeParent);
+            }
           }
         }
       } else {
@@ -467,7 +478,8 @@ export class PgJournal implements Journal {
         if (stall !== undefined) await this.sql.setStall(q, run.runId, stall && JSON.stringify(stall));
       }
       wake.push(...announce);
-      await this.sql.notify(q, wake, stop);
+      after.wake.push(...wake);
+      after.stop.push(...stop);
       return { lastSeq: seq, childLeases, wokeParent };
     });
   }
@@ -477,9 +489,9 @@ export class PgJournal implements Journal {
     const payload = toJson(signal.payload ?? null, `payload of signal '${signal.name}'`);
     const signalId = signal.signalId ?? randomUUID();
     await this.beforeWrite();
-    const r = await this.sql.signal(this.pool, runId, { signalId, name: signal.name, payloadJson: payload.json }, this.now());
+    const r = await this.signals.add({ runId, signalId, name: signal.name, payloadJson: payload.json });
     if (!r) throw new UnknownRunError(runId);
-    if (r.added) this.announce(runId);
+    if (r.added) this.announce({ wake: [runId] });
     if (!isOpen(r.status)) throw new RunClosedError(runId, r.status);
     return { signalId };
   }
@@ -493,7 +505,7 @@ export class PgJournal implements Journal {
   async cancel(runId: string, o: CancelOptions): Promise<CancelResult> {
     const reason = String(o.reason);
     await this.beforeWrite();
-    return this.transaction(async (q) => {
+    return this.transaction(async (q, after) => {
       const now = this.now();
       const run = await this.sql.lockForCancel(q, runId);
       if (!run) throw new UnknownRunError(runId);
@@ -518,12 +530,14 @@ export class PgJournal implements Journal {
         const error: SerializedError = { name: status === 'terminated' ? 'TerminatedError' : 'CancelledError', message: reason };
         await this.sql.closeFromOutside(q, runId, { status, errorJson: JSON.stringify(error), reason, now });
         stop.push(runId);
-        // awaiters of the cancelled run are woken at once (wakeParent notifies them itself)
-        if (run.parentRunId) await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: runId, failed: true, now });
+        if (!run.parentRunId) after.closed.push(runId);
+        // awaiters of the cancelled run are woken at once
+        else if (await this.sql.wakeParent(q, { parentRunId: run.parentRunId, childRunId: runId, failed: true, now })) wake.push(run.parentRunId);
       }
       // Descendants: one generation at a time, parent before child, bounded by maxChildDepth.
       await this.cascade(q, [runId], o.maxChildDepth, o.mode === 'terminate' ? 'parent_terminated' : 'parent_cancelled', now, { stop, closed, truncated });
-      await this.sql.notify(q, wake, stop);
+      after.wake.push(...wake);
+      after.stop.push(...stop);
       return { runId, status, closed, truncated };
     });
   }
@@ -534,7 +548,7 @@ export class PgJournal implements Journal {
     const r = await this.sql.resume(this.pool, runId, String(o.reason), now);
     if (!r) throw new UnknownRunError(runId);
     if (!r.resumed) throw new RunStateError(runId, r.status, 'resume', 'only a blocked run can be resumed');
-    await this.sql.notify(this.pool, [runId]);
+    this.announce({ wake: [runId] });
     return (await this.getRun(runId))!;
   }
 
@@ -642,19 +656,62 @@ export class PgJournal implements Journal {
   // ---- internals ----
 
   /**
-   * Tells workers about runs a client made due (a start, a signal), after its commit and outside it, the ids of one
-   * event-loop turn in one statement. A NOTIFY inside the writing transaction would hold PostgreSQL's notification
-   * queue lock through that transaction's WAL flush, serialising every notifying commit of the cluster (measured here:
-   * 16 clients inserting one row reach 2,000–3,600 tps without a notification, ~1,100 with one); a statement that only
-   * notifies writes no WAL. A notification lost to a crash in between costs latency only: the poll finds the run.
+   * A batch of client signals (see signal): one statement, or the plain one for a lone signal. Should the batch fail,
+   * each signal is sent alone, so that it fails only the signal that caused it.
    */
-  private announce(runId: string): void {
-    this.toAnnounce.push(runId);
-    if (this.toAnnounce.length > 1) return;
+  private async sendSignals(batch: ClientSignal[]): Promise<({ status: RunStatus; added: boolean } | null | Error)[]> {
+    const one = (sg: ClientSignal) => this.sql.signal(this.pool, sg.runId, sg, this.now()).then((r) => r ?? null);
+    if (batch.length === 1) return [await one(batch[0]!)];
+    try {
+      return (await this.sql.signalMany(this.pool, batch, this.now())).map((r) => r ?? null);
+    } catch {
+      return Promise.all(batch.map((sg) => one(sg).catch((e: Error) => e)));
+    }
+  }
+
+  /**
+   * Inserts a batch of starts (see startRun) in one statement; null for a start that was not inserted (its workflow
+   * id or run id is taken: startRun finds out which). A run id listed twice goes in once; the later start finds the
+   * earlier one's run. Should the statement fail, each start is tried alone, so that one start's bad value fails that
+   * start only.
+   */
+  private async insertStarts(batch: RootRunInsert[]): Promise<(RunRecord | null | Error)[]> {
+    const first = new Map<string, number>();
+    batch.forEach((b, i) => first.has(b.runId) || first.set(b.runId, i));
+    const unique = [...first.values()].map((i) => batch[i]!);
+    let rows: RunRecord[];
+    try {
+      // (a lone start: the plain insert, which plans faster than the batch's json_to_recordset)
+      rows = unique.length === 1 ? [await this.sql.insertRootRun(this.pool, unique[0]!, this.now())].filter((r) => r !== undefined) : await this.sql.insertRootRuns(this.pool, unique, this.now());
+    } catch (err) {
+      if (batch.length === 1) return [err as Error];
+      return Promise.all(batch.map((b) => this.sql.insertRootRun(this.pool, b, this.now()).then((r) => r ?? null, (e: Error) => e)));
+    }
+    const byId = new Map(rows.map((r) => [r.runId, r]));
+    return batch.map((b, i) => (first.get(b.runId) === i ? (byId.get(b.runId) ?? null) : null));
+  }
+
+  /**
+   * Announces runs after the write that concerns them has committed, outside it: due ones to the workers (wake), runs
+   * closed from outside (stop), root runs that closed (closed, for Client.result), the ids of one event-loop turn in
+   * one statement. A NOTIFY inside a writing transaction holds PostgreSQL's notification queue lock through that
+   * transaction's WAL flush, serialising every notifying commit of the cluster (measured here: 16 clients inserting
+   * one row reach 2,000–3,600 tps without a notification, ~1,100 with one); a statement that only notifies writes no
+   * WAL. A notification lost to a crash in between costs latency only: the workers' poll finds due runs, and
+   * Client.result polls too.
+   */
+  private announce(a: Partial<Announcements>): void {
+    const q = this.toAnnounce;
+    const first = !q.wake.length && !q.stop.length && !q.closed.length;
+    if (a.wake) q.wake.push(...a.wake);
+    if (a.stop) q.stop.push(...a.stop);
+    if (a.closed) q.closed.push(...a.closed);
+    if (!first || (!q.wake.length && !q.stop.length && !q.closed.length)) return;
     setImmediate(() => {
-      const ids = this.toAnnounce.splice(0);
+      const { wake, stop, closed } = this.toAnnounce;
+      this.toAnnounce = { wake: [], stop: [], closed: [] };
       if (this.closed) return;
-      this.sql.notify(this.pool, ids).catch(() => {}); // lost: the poll finds them
+      this.sql.notify(this.pool, wake, stop, closed).catch(() => {}); // lost: the polls find them
     });
   }
 
@@ -753,7 +810,8 @@ export class PgJournal implements Journal {
     };
   }
 
-  private async transaction<T>(fn: (q: pg.PoolClient) => Promise<T>): Promise<T> {
+  /** Runs `fn` in a transaction; what it puts in `after` is announced once the transaction has committed. */
+  private async transaction<T>(fn: (q: pg.PoolClient, after: Announcements) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     // The pool stops listening for a client's 'error' while it is checked out. A connection that dies between two
@@ -765,8 +823,10 @@ export class PgJournal implements Journal {
     try {
       await this.sql.begin(client);
       try {
-        const out = await fn(client);
+        const after: Announcements = { wake: [], stop: [], closed: [] };
+        const out = await fn(client, after);
         await this.sql.commit(client);
+        this.announce(after);
         return out;
       } catch (err) {
         // a failed rollback means the connection is unusable: destroy it instead of returning it to the pool
@@ -877,6 +937,19 @@ function filterParams(f: RunFilter): FilterParams {
   };
 }
 
+/** Runs to announce after a commit (see PgJournal.announce), by channel. */
+interface Announcements {
+  wake: string[];
+  stop: string[];
+  closed: string[];
+}
+
+/** A client's signal as sendSignals takes it. */
+type ClientSignal = { runId: string; signalId: string; name: string; payloadJson: string };
+
+/** A client's start as insertStarts takes it. */
+type RootRunInsert = RunInsert & { parentRunId: string | null; rootRunId: string };
+
 /** The fence: the writer must hold the run's current lease token and have read up to its last seq. */
 interface PendingClose {
   lease: Lease;
@@ -894,9 +967,12 @@ function stallWrite(c: Commit, stalledPath: string | null): RunStall | null | un
   return c.events.some((e) => (e.type === 'ActivityCompleted' || e.type === 'ActivityFailed') && e.payload.path === stalledPath) ? null : undefined;
 }
 
-/** A close with nothing else to do in its transaction: no children, signals, policies on timed-out children, inbox. */
+/**
+ * A close with nothing else to do in its transaction but append its events (and take the signals they journal out of
+ * its inbox): no children, signals to send, policies on timed-out children, cancel request to mark.
+ */
 function isPlainClose(c: Commit, p: PreparedCommit): boolean {
-  return !!c.close && !c.close.next && !c.block && !p.children.length && !p.signals.length && !p.closeChildren.length && !p.received.length && !p.cancelJournaled;
+  return !!c.close && !c.close.next && !c.block && !p.children.length && !p.signals.length && !p.closeChildren.length && !p.cancelJournaled;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import type { ParentClosePolicy } from '../../runtime/commands.js';
-import { isOpen, type ChildOutcome, type ClosedStatus, type InboxSignal, type Lease, type RunRecord, type RunStall, type RunStatus, type WaitSpec, type WorkerHeartbeat, type WorkerInfo } from '../journal.js';
+import { isOpen, type ChildOutcome, type ClosedStatus, type Inbox, type InboxSignal, type Lease, type RunRecord, type RunStall, type RunStatus, type WaitSpec, type WorkerHeartbeat, type WorkerInfo } from '../journal.js';
 import type { SerializedError } from '../../runtime/errors.js';
 import type { JournalEvent } from '../../runtime/events.js';
 import type { StoredWaits } from '../../runtime/waits.js';
@@ -41,7 +41,7 @@ export const wakeChannel = (schema: string): string => `${schema}_wake`;
 /** The channel of runs closed from outside (cancel, terminate, parent-close policy): `skein_stop` by default. */
 export const stopChannel = (schema: string): string => `${schema}_stop`;
 
-/** Channel on which a root run's close is announced (migration 5's trigger; the name is `<schema>_closed`). */
+/** Channel on which a root run's close is announced (after its commit: PgJournal.announce; the name is `<schema>_closed`). */
 export const closedChannel = (schema: string): string => `${schema}_closed`;
 
 /** Postgres caps a NOTIFY payload at 8000 bytes; ids are joined with ',' into chunks below this. */
@@ -69,15 +69,16 @@ const RUN_COLUMNS = `run_id, workflow_id, workflow, status, input, parent_run_id
 
 /**
  * A RunFilter's conditions on `r`, parameters $1-$11 (filterValues). A condition whose parameter is null is dropped by
- * the planner (parameters are bound per call), so each query uses the index of the filters it has (migration 8).
+ * the planner (parameters are bound per call), so each query uses the index of the filters it has, if they have one
+ * (migrations 8 and 9), else the newest-first scan of runs_created_idx.
  * A workflow id prefix is a range of the bytewise-ordered workflow id, [prefix, prefixEnd(prefix)): a range scan of
- * runs_workflow_id_prefix_idx that the planner can estimate from the statistics (starts_with keeps it exact).
+ * runs_workflow_id_idx (bytewise, migration 9) that the planner can estimate from the statistics (starts_with keeps it exact).
  */
 const FILTER = `($1::text IS NULL OR r.workflow = $1)
   AND ($2::text IS NULL OR r.queue = $2)
   AND ($3::text IS NULL OR r.parent_run_id = $3)
-  AND ($4::text IS NULL OR r.root_run_id = $4)
-  AND ($5::text IS NULL OR r.workflow_id = $5)
+  AND ($4::text IS NULL OR (r.root_run_id = $4 AND r.root_run_id <> r.run_id) OR r.run_id = $4)
+  AND ($5::text IS NULL OR r.workflow_id COLLATE "C" = $5)
   AND ($6::text IS NULL OR (r.workflow_id COLLATE "C" >= $6 AND ($7::text IS NULL OR r.workflow_id COLLATE "C" < $7) AND starts_with(r.workflow_id, $6)))
   AND ($8::bigint IS NULL OR r.created_at >= $8::bigint)
   AND ($9::bigint IS NULL OR r.created_at < $9::bigint)
@@ -265,6 +266,22 @@ const toLease = (r: LeaseRow): Lease => ({
     : {}),
 });
 
+/** The inbox columns of a lease statement (Sql.inboxColumns). */
+interface InboxColumns {
+  inbox_signals: InboxSignalRow[] | null;
+  cancel_reason: string | null;
+  cancel_deadline: string | number | null;
+  cancel_requested_at: string | number | null;
+}
+
+/** The pending inbox a lease brings: signals in send order, and a cancel request not yet journaled. */
+function inboxOf(x: InboxColumns): Inbox {
+  return {
+    signals: (x.inbox_signals ?? []).map((sg) => ({ signalId: sg.signal_id, name: sg.name, payload: sg.payload, sentAt: Number(sg.sent_at) })),
+    cancel: x.cancel_requested_at === null ? null : { reason: x.cancel_reason ?? '', deadline: Number(x.cancel_deadline), requestedAt: Number(x.cancel_requested_at) },
+  };
+}
+
 /** The row of a run locked for a commit: what the fence and the children need. */
 export interface LockedRun {
   runId: string;
@@ -316,8 +333,11 @@ export function eventsDocument(rows: Array<{ type: string; json: string; runId?:
   return out + ']';
 }
 
-/** New child runs as one json document for json_to_recordset, JSON payloads spliced in as written. */
-function childrenDocument(children: RunInsert[]): string {
+/**
+ * New runs as one json document for json_to_recordset, JSON payloads spliced in as written: children (their parent and
+ * root come with the statement) or root runs (`parentRunId`/`rootRunId` per row).
+ */
+function childrenDocument(children: Array<RunInsert & { parentRunId?: string | null; rootRunId?: string }>): string {
   const str = (v: string | null) => (v === null ? 'null' : JSON.stringify(v));
   let out = '[';
   for (let i = 0; i < children.length; i++) {
@@ -328,7 +348,8 @@ function childrenDocument(children: RunInsert[]): string {
       ',"input":' + c.inputJson + ',"call_id":' + str(c.callId) + ',"queue":' + str(c.queue) + ',"depth":' + c.depth +
       ',"started":' + c.startedJson + ',"policy":' + str(c.parentClosePolicy) + ',"start_at":' + (c.startAt ?? 'null') +
       ',"status":' + str(c.closed?.status ?? null) + ',"result":' + (c.closed ? c.closed.resultJson : 'null') +
-      ',"error":' + (c.closed?.errorJson ?? 'null') + ',"last_seq":' + (c.closed?.lastSeq ?? 'null') + '}';
+      ',"error":' + (c.closed?.errorJson ?? 'null') + ',"last_seq":' + (c.closed?.lastSeq ?? 'null') +
+      (c.rootRunId !== undefined ? ',"parent_run_id":' + str(c.parentRunId ?? null) + ',"root_run_id":' + str(c.rootRunId) : '') + '}';
   }
   return out + ']';
 }
@@ -422,7 +443,7 @@ export class Sql {
    */
   async runByWorkflowId(q: Queryable, workflowId: string): Promise<RunRecord | undefined> {
     const r = await q.query<RunRow>(
-      `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE workflow_id = $1
+      `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs WHERE workflow_id COLLATE "C" = $1
        ORDER BY continued_to IS NULL AND retried_to IS NULL DESC, created_at DESC, continued_from IS NULL
        LIMIT 1`,
       [workflowId],
@@ -514,6 +535,36 @@ export class Sql {
    * PgJournal.announce). Returns undefined when the run id
    * or workflow id is taken (ON CONFLICT covers both unique keys; it waits for a concurrent inserter to finish).
    */
+  /**
+   * Starts many runs in one statement (a client's concurrent starts, group-committed): each row is inserted unless its
+   * run id or workflow id is taken (ON CONFLICT DO NOTHING), with its RunStarted event. Returns the runs inserted; the
+   * caller resolves the others (an existing instance, or a refusal). Rows go in in workflow id order, so two batches
+   * racing for the same ids wait on each other in one order and cannot deadlock. The caller lists a run id once.
+   */
+  async insertRootRuns(q: Queryable, runs: Array<RunInsert & { parentRunId: string | null; rootRunId: string }>, now: number): Promise<RunRecord[]> {
+    const r = await q.query<RunRow>(
+      `WITH v AS (
+         SELECT * FROM json_to_recordset($1::json) AS v(run_id text, workflow_id text, workflow text, input json, call_id text, queue text,
+                                                     depth integer, started json, policy text, start_at bigint, parent_run_id text, root_run_id text)
+       ), ins AS (
+         INSERT INTO ${this.s}.runs (run_id, workflow_id, workflow, status, input, parent_run_id, call_id, root_run_id, depth, queue,
+                                     next_wakeup_at, created_at, last_seq, parent_close_policy)
+         -- (json_to_recordset turns a JSON null into SQL NULL: a null input is the JSON value null)
+         SELECT run_id, workflow_id, workflow, 'running', coalesce(input, 'null'::json), parent_run_id, call_id, root_run_id, depth, queue,
+                coalesce(start_at, $2::bigint), $2::bigint, 1, policy
+         FROM v ORDER BY workflow_id COLLATE "C", run_id COLLATE "C"
+         ON CONFLICT DO NOTHING
+         RETURNING ${RUN_COLUMNS}
+       ), started AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT v.run_id, 1, 'RunStarted', v.started, $2::bigint FROM v JOIN ins ON ins.run_id = v.run_id
+       )
+       SELECT * FROM ins`,
+      [childrenDocument(runs), now],
+    );
+    return r.rows.map(toRun);
+  }
+
   async insertRootRun(q: Queryable, run: RunInsert & { parentRunId: string | null; rootRunId: string }, now: number): Promise<RunRecord | undefined> {
     const r = await q.query<RunRow>(
       `WITH ins AS (
@@ -558,7 +609,7 @@ export class Sql {
     o: { owner: string; queues: string[]; limit: number; leaseMs: number; now: number; workflows?: string[]; activities?: { names: string[]; graceMs: number } },
   ): Promise<Lease[]> {
     // (`picked` also says who held each lease before, for the claimer's "taken over" log line)
-    const r = await q.query<LeaseRow & { next_wakeup_at: string; depth: number; created_at: string }>(
+    const r = await q.query<LeaseRow & InboxColumns & { next_wakeup_at: string; depth: number; created_at: string }>(
       `WITH picked AS (
          SELECT run_id, lease_owner AS previous_owner FROM ${this.s}.runs
          WHERE status = 'running' AND queue = ANY($4::text[]) AND next_wakeup_at <= $2::bigint
@@ -575,7 +626,7 @@ export class Sql {
        FROM picked WHERE runs.run_id = picked.run_id
        RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, stall,
                  ${this.inboxPendingOf('runs')} AS inbox_pending, picked.previous_owner,
-                 workflow_id, workflow, parent_run_id, root_run_id`,
+                 workflow_id, workflow, parent_run_id, root_run_id, ${this.inboxColumns('runs')}`,
       [o.owner, o.now, o.leaseMs, o.queues, o.limit, o.workflows ?? null, o.activities?.names ?? null, Math.ceil(o.activities?.graceMs ?? 0)],
     );
     // RETURNING has no order: hand the leases out oldest due first, shallowest first, like the memory journal.
@@ -586,7 +637,7 @@ export class Sql {
         Number(a.created_at) - Number(b.created_at) ||
         (a.run_id < b.run_id ? -1 : 1),
     );
-    return rows.map(toLease);
+    return rows.map((x) => ({ ...toLease(x), inbox: inboxOf(x) }));
   }
 
   /** Leases one run (see leaseRuns: it waits for the row if a commit holds it); the lease brings the run's inbox. */
@@ -612,8 +663,14 @@ export class Sql {
     now: number,
     queues?: string[],
     workflows?: string[],
+    withHistory?: readonly string[],
   ): Promise<{ leases: Lease[]; locked: string[] }> {
-    const r = await q.query<{ leases: Array<LeaseRow & { inbox_signals: InboxSignalRow[] | null; cancel_reason: string | null; cancel_deadline: string | number | null; cancel_requested_at: string | number | null }> | null; locked: string[] | null }>(
+    type Leased = LeaseRow &
+      InboxColumns & {
+      depth: number;
+      history: Array<{ seq: number; type: string; payload: unknown; recorded_at: string | number }> | null;
+    };
+    const r = await q.query<{ leases: Leased[] | null; locked: string[] | null }>(
       `WITH prev AS (
          SELECT run_id, lease_owner FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) FOR UPDATE ${lock === 'skip' ? 'SKIP LOCKED' : ''}
        ), up AS (
@@ -625,28 +682,35 @@ export class Sql {
            AND ($6::text[] IS NULL OR workflow = ANY($6::text[]))
          RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, last_seq, queue, stall, ${this.inboxPendingOf('runs')} AS inbox_pending,
                    prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id,
-                   (SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
-                    FROM ${this.s}.inbox i WHERE i.run_id = runs.run_id AND NOT i.delivered) AS inbox_signals,
-                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_reason END AS cancel_reason,
-                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_deadline END AS cancel_deadline,
-                   CASE WHEN NOT runs.cancel_journaled THEN runs.cancel_requested_at END AS cancel_requested_at
+                   ${this.inboxColumns('runs')},
+                   runs.depth,
+                   CASE WHEN runs.run_id = ANY($7::text[]) THEN
+                     (SELECT json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload, 'recorded_at', e.recorded_at) ORDER BY e.seq)
+                      FROM ${this.s}.events e WHERE e.run_id = runs.run_id)
+                   END AS history
        )
        SELECT (SELECT json_agg(up) FROM up) AS leases,
               (SELECT array_agg(r.run_id) FROM ${this.s}.runs r WHERE r.run_id = ANY($1::text[]) AND r.run_id NOT IN (SELECT run_id FROM prev)) AS locked`,
-      [runIds, owner, now, leaseMs, queues ?? null, workflows ?? null],
+      [runIds, owner, now, leaseMs, queues ?? null, workflows ?? null, withHistory?.length ? withHistory : null],
     );
     const row = r.rows[0]!;
-    const leases = (row.leases ?? []).map((x) => ({
+    const leases = (row.leases ?? []).map((x): Lease => ({
       ...toLease(x),
-      inbox: {
-        signals: (x.inbox_signals ?? []).map((sg) => ({ signalId: sg.signal_id, name: sg.name, payload: sg.payload, sentAt: Number(sg.sent_at) })),
-        cancel:
-          x.cancel_requested_at === null
-            ? null
-            : { reason: x.cancel_reason ?? '', deadline: Number(x.cancel_deadline), requestedAt: Number(x.cancel_requested_at) },
-      },
+      ...(x.history
+        ? { history: { depth: x.depth, events: x.history.map((e) => ({ type: e.type, payload: e.payload, seq: e.seq, recordedAt: Number(e.recorded_at) }) as JournalEvent) } }
+        : {}),
+      inbox: inboxOf(x),
     }));
     return { leases, locked: row.locked ?? [] };
+  }
+
+  /** The run's pending inbox as columns of a lease statement's RETURNING (`t`: the runs table's alias; see inboxOf). */
+  private inboxColumns(t: string): string {
+    return `(SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
+              FROM ${this.s}.inbox i WHERE i.run_id = ${t}.run_id AND NOT i.delivered) AS inbox_signals,
+            CASE WHEN NOT ${t}.cancel_journaled THEN ${t}.cancel_reason END AS cancel_reason,
+            CASE WHEN NOT ${t}.cancel_journaled THEN ${t}.cancel_deadline END AS cancel_deadline,
+            CASE WHEN NOT ${t}.cancel_journaled THEN ${t}.cancel_requested_at END AS cancel_requested_at`;
   }
 
   /** Whether signals or an unjournaled cancel request wait for the run (`t`: the runs table's alias). */
@@ -845,23 +909,28 @@ export class Sql {
   /** The runs holding these run ids or workflow ids: why some children were not inserted. */
   async runsByIds(q: Queryable, runIds: string[], workflowIds: string[]): Promise<Array<{ runId: string; workflowId: string; workflow: string }>> {
     const r = await q.query<{ run_id: string; workflow_id: string; workflow: string }>(
-      `SELECT run_id, workflow_id, workflow FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) OR workflow_id = ANY($2::text[])`,
+      `SELECT run_id, workflow_id, workflow FROM ${this.s}.runs WHERE run_id = ANY($1::text[]) OR workflow_id COLLATE "C" = ANY($2::text[])`,
       [runIds, workflowIds],
     );
     return r.rows.map((x) => ({ runId: x.run_id, workflowId: x.workflow_id, workflow: x.workflow }));
   }
 
   /**
-   * Announces runs (comma-joined chunks under the NOTIFY payload limit), on the wake channel (`wake`: they became due)
-   * and the stop channel (`stop`: closed from outside), in one statement; delivered when the transaction commits.
+   * Announces runs (comma-joined chunks under the NOTIFY payload limit), in one statement: on the wake channel (`wake`:
+   * they became due), the stop channel (`stop`: closed from outside) and the closed channel (`closed`: root runs that
+   * closed, for Client.result). Inside a transaction they are delivered when it commits; the journal sends them after
+   * its writing transactions instead (PgJournal.announce: a NOTIFY in a writing transaction serialises commits).
    */
-  async notify(q: Queryable, wake: string[], stop: string[] = []): Promise<void> {
-    if (!wake.length && !stop.length) return;
-    const w = notifyChunks(wake);
-    const st = notifyChunks(stop);
+  async notify(q: Queryable, wake: string[], stop: string[] = [], closed: string[] = []): Promise<void> {
+    if (!wake.length && !stop.length && !closed.length) return;
+    const chunks = [
+      ...notifyChunks(stop).map((c) => [this.stopChannel, c] as const),
+      ...notifyChunks(wake).map((c) => [this.channel, c] as const),
+      ...notifyChunks(closed).map((c) => [this.closedChannel, c] as const),
+    ];
     await q.query(`SELECT pg_notify(c.channel, c.chunk) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(channel, chunk, ord) ORDER BY c.ord`, [
-      [...st.map(() => this.stopChannel), ...w.map(() => this.channel)],
-      [...st, ...w],
+      chunks.map((c) => c[0]),
+      chunks.map((c) => c[1]),
     ]);
   }
 
@@ -941,12 +1010,11 @@ export class Sql {
 
   /**
    * After a child closed (earlier in this transaction, so its new status is visible here): makes the parent due now
-   * if its stored wait asks for this child's news, and notifies the wake. LEAST ignores NULL, so a parent with no
-   * wake-up gets `now`, and one already due earlier keeps its earlier time. Returns whether the parent was woken.
+   * if its stored wait asks for this child's news. LEAST ignores NULL, so a parent with no wake-up gets `now`, and one
+   * already due earlier keeps its earlier time. Returns whether the parent was woken (the caller announces it).
    */
   async wakeParent(q: Queryable, a: { parentRunId: string; childRunId: string; failed: boolean; now: number }): Promise<boolean> {
     const woke = await this.wakeParents(q, [{ parentRunId: a.parentRunId, childRunId: a.childRunId, failed: a.failed }], a.now);
-    if (woke.length) await this.notify(q, woke);
     return woke.length === 1;
   }
 
@@ -987,13 +1055,13 @@ export class Sql {
    * A plain close as ONE statement (its own transaction: one round trip, one WAL flush): lock the parent, then the
    * run; fence it (token, status, journal head) and check it has no open children (those need the parent-close
    * cascade: the caller then takes the general path); append the events, close the run, update the parent's wait
-   * counter and wake it per its stored wait, notify. Nothing is written unless the fence holds.
+   * counter and wake it per its stored wait (the caller announces it). Nothing is written unless the fence holds.
    */
   async closeAlone(
     q: Queryable,
-    a: { runId: string; token: string; afterSeq: number; now: number; events: Array<{ type: string; json: string }>; status: ClosedStatus; resultJson: string; errorJson: string | null },
-  ): Promise<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean } | null; woke: string | null }> {
-    const r = await q.query<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean } | null; woke: string | null }>(
+    a: { runId: string; token: string; afterSeq: number; now: number; events: Array<{ type: string; json: string }>; received: string[]; status: ClosedStatus; resultJson: string; errorJson: string | null },
+  ): Promise<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean; root: boolean } | null; woke: string | null }> {
+    const r = await q.query<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean; root: boolean } | null; woke: string | null }>(
       `WITH parent AS (
          SELECT p.run_id FROM ${this.s}.runs p
          WHERE p.run_id = (SELECT c.parent_run_id FROM ${this.s}.runs c WHERE c.run_id = $1) FOR UPDATE OF p
@@ -1006,6 +1074,10 @@ export class Sql {
        ), ev AS (
          INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
          SELECT ok.run_id, $3 + e.ord, e.type, e.payload::json, $4 FROM ok, unnest($5::text[], $6::text[]) WITH ORDINALITY AS e(type, payload, ord)
+       ), taken AS (
+         -- the signals this close journals (SignalReceived) leave the inbox
+         UPDATE ${this.s}.inbox i SET delivered = true FROM ok
+         WHERE i.run_id = ok.run_id AND i.signal_id = ANY($11::text[]) AND NOT i.delivered
        ), cl AS (
          UPDATE ${this.s}.runs r SET status = $7, result = $8::json, error = $9::json, closed_at = $4,
            last_seq = $3 + cardinality($5::text[]), ${CLEARED}
@@ -1024,14 +1096,12 @@ export class Sql {
          WHERE p.run_id = ok.parent_run_id
          RETURNING p.run_id,
            (p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND $1 = ANY(p.wait_on_failure)) OR ($1 = ANY(p.wait_on_all_closed) AND p.wait_all_open <= 0))) AS woke
-       ), n AS (
-         SELECT pg_notify($11, run_id) FROM wake WHERE woke
        )
        SELECT EXISTS (SELECT 1 FROM cl) AS written,
-              (SELECT json_build_object('status', me.status, 'lease_token', me.lease_token, 'last_seq', me.last_seq, 'has_kids', me.has_kids) FROM me) AS me,
-              (SELECT run_id FROM wake WHERE woke) AS woke,
-              (SELECT count(*) FROM n) AS notified`,
-      [a.runId, a.token, a.afterSeq, a.now, a.events.map((e) => e.type), a.events.map((e) => e.json), a.status, a.resultJson, a.errorJson, a.status !== 'completed', this.channel],
+              (SELECT json_build_object('status', me.status, 'lease_token', me.lease_token, 'last_seq', me.last_seq, 'has_kids', me.has_kids,
+                                        'root', me.parent_run_id IS NULL) FROM me) AS me,
+              (SELECT run_id FROM wake WHERE woke) AS woke`,
+      [a.runId, a.token, a.afterSeq, a.now, a.events.map((e) => e.type), a.events.map((e) => e.json), a.status, a.resultJson, a.errorJson, a.status !== 'completed', a.received],
     );
     const row = r.rows[0]!;
     return { written: row.written, me: row.me, woke: row.woke };
@@ -1058,12 +1128,23 @@ export class Sql {
   }
 
   /** Appends the events of several runs in one statement: (run id, seq, type, payload) rows. */
-  async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number): Promise<void> {
+  /** Appends the events of many runs in one statement, and takes the signals they journal (`received`) out of inboxes. */
+  async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number, received: { runId: string; signalId: string }[] = []): Promise<void> {
     if (!rows.length) return;
+    const insert = `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+       SELECT e.r, e.s, e.t, e.p, $2 FROM json_to_recordset($1::json) AS e(r text, s integer, t text, p json)`;
+    if (!received.length) {
+      await q.query(insert, [eventsDocument(rows), now]);
+      return;
+    }
     await q.query(
-      `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-       SELECT e.r, e.s, e.t, e.p, $2 FROM json_to_recordset($1::json) AS e(r text, s integer, t text, p json)`,
-      [eventsDocument(rows), now],
+      `WITH appended AS (${insert}), taken AS (
+         UPDATE ${this.s}.inbox i SET delivered = true
+         FROM unnest($3::text[], $4::text[]) AS t(run_id, signal_id)
+         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered
+       )
+       SELECT 1`,
+      [eventsDocument(rows), now, received.map((x) => x.runId), received.map((x) => x.signalId)],
     );
   }
 
@@ -1167,6 +1248,41 @@ export class Sql {
       [runId, sg.signalId, sg.name, sg.payloadJson, now],
     );
     return r.rows[0] && { status: r.rows[0].status, added: r.rows[0].added };
+  }
+
+  /**
+   * signal() for many signals in one statement (a client's concurrent signals, group-committed), each answered as
+   * signal() answers it: its target's status (undefined: no such run) and whether it was added (new, target open).
+   * Targets are locked in run id order (no deadlock with another batch or a commit); signals to one run go into its
+   * inbox in the order given.
+   */
+  async signalMany(q: Queryable, sgs: Array<{ runId: string; signalId: string; name: string; payloadJson: string }>, now: number): Promise<Array<{ status: RunStatus; added: boolean } | undefined>> {
+    const r = await q.query<{ ord: string; status: RunStatus | null; added: boolean }>(
+      `WITH sg AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(run_id, signal_id, name, payload, ord)
+       ), target AS (
+         SELECT r.run_id, r.status FROM ${this.s}.runs r
+         WHERE r.run_id IN (SELECT run_id FROM sg)
+         ORDER BY r.run_id COLLATE "C"
+         FOR UPDATE
+       ), ins AS (
+         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at)
+         SELECT sg.run_id, sg.signal_id, sg.name, sg.payload::json, $5 FROM sg JOIN target t ON t.run_id = sg.run_id
+         WHERE t.status IN ${OPEN}
+         ORDER BY sg.ord
+         ON CONFLICT DO NOTHING
+         RETURNING run_id, signal_id
+       ), woke AS (
+         UPDATE ${this.s}.runs r SET next_wakeup_at = LEAST(r.next_wakeup_at, $5::bigint)
+         FROM (SELECT DISTINCT run_id FROM ins) i WHERE r.run_id = i.run_id
+         RETURNING r.run_id
+       )
+       SELECT sg.ord, t.status, EXISTS (SELECT 1 FROM ins WHERE ins.run_id = sg.run_id AND ins.signal_id = sg.signal_id) AS added
+       FROM sg LEFT JOIN target t ON t.run_id = sg.run_id
+       ORDER BY sg.ord`,
+      [sgs.map((x) => x.runId), sgs.map((x) => x.signalId), sgs.map((x) => x.name), sgs.map((x) => x.payloadJson), now],
+    );
+    return r.rows.map((x) => (x.status === null ? undefined : { status: x.status, added: x.added }));
   }
 
   /**
@@ -1356,12 +1472,12 @@ export class Sql {
     return r.rows.map((x) => ({ runId: x.run_id, parentRunId: x.parent_run_id, closed: x.closed, truncated: x.truncated }));
   }
 
-  // ---- operating: listings, descendants, retries, workers (docs/operating.md; indexes in migration 8) ----
+  // ---- operating: listings, descendants, retries, workers (docs/operating.md; indexes in migrations 8 and 9) ----
 
   /**
    * A page of runs matching the filter, newest first (created_at, run_id descending), `limit` at most, after the
    * cursor's (created_at, run_id). Keyset pagination: the cursor condition is a row comparison on the last columns of
-   * the filter's index (migration 8), so every page is one backward index range scan, never an OFFSET that re-reads
+   * the filter's index (migrations 8, 9), so every page is one backward index range scan, never an OFFSET that re-reads
    * what came before. Several statuses: one such scan per status (a subquery each, `limit` at most), merged. The
    * parameters are bound per call (each status its own), so the planner sees the values: it drops the conditions
    * whose parameter is null and picks, from the statistics, the index of the most selective of the others.
@@ -1403,7 +1519,7 @@ export class Sql {
   ): Promise<RunRecord[]> {
     const r = await q.query<RunRow>(
       `SELECT ${RUN_COLUMNS} FROM ${this.s}.runs r
-       WHERE r.root_run_id = $1 AND r.depth > $2::integer AND r.depth <= $3::integer
+       WHERE r.root_run_id = $1 AND r.root_run_id <> r.run_id AND r.depth > $2::integer AND r.depth <= $3::integer
          AND ($4::integer IS NULL OR (r.depth, r.created_at, r.run_id COLLATE "C") > ($4::integer, $5::bigint, $6::text COLLATE "C"))
        ORDER BY r.depth, r.created_at, r.run_id COLLATE "C"
        LIMIT $7`,
