@@ -60,7 +60,6 @@ export function runOnFreshSchema(name: string, bench: (ctx: { url: string; schem
     const db = await benchDatabaseUrl();
     const schema = `bench_${name}_${process.pid}`;
     const journal = await createPgJournal({ connectionString: db.url, schema, maxConnections: 10 });
-    if (process.env.BENCH_DROP_INDEXES) for (const ix of process.env.BENCH_DROP_INDEXES.split(',')) await journal.pool.query(`drop index ${schema}.${ix}`);
     try {
       await bench({ url: db.url, schema, journal });
     } finally {

@@ -2,9 +2,11 @@
  * Throughput across many runs (issue 9): the workloads production traffic is made of, on one PostgreSQL, with one
  * in-process Worker at the defaults of `skein worker` (concurrency 1,000, lease 30 s, poll 1 s).
  *
- *  W4   2,000 independent root workflows started at once (client.start, 32 in flight), each running 3 sequential
- *       trivial activities; from the first start until every run has completed. Workflows/s.
- *  W5   5,000 root runs each waiting on a signal; once all wait, every run is signalled (client.signal, 32 in flight);
+ *  W4   2,000 independent root workflows started at once (client.start, 32 in flight, from a client process of its
+ *       own), each running 3 sequential trivial activities; from the first start until every run has completed.
+ *       Workflows/s.
+ *  W5   5,000 root runs each waiting on a signal; once all wait, every run is signalled (client.signal, 32 in flight,
+ *       from the client process);
  *       from the first signal until every run has completed. Runs/s, and heap per waiting run (heap with the 5,000
  *       runs suspended and their engines cached, minus heap before, after a full GC).
  *  W1   one parent, N children each running one trivial activity (N = 1,000 and 10,000; 100,000 with BENCH_100K=1);
@@ -24,6 +26,7 @@ import { Client } from '../src/client/client.js';
 import { Worker } from '../src/worker/worker.js';
 import { createPgJournal, type PgJournal } from '../src/journal/postgres/index.js';
 import { runOnFreshSchema } from './support.js';
+import { clientProcess, inFlight } from './client-process.js';
 
 const trivial = defineActivity('trivial', async (n: number) => n + 1);
 const io20 = defineActivity('io20', async (n: number) => new Promise<number>((r) => setTimeout(() => r(n * 2), 20)));
@@ -83,16 +86,6 @@ async function insertCommitTps(url: string, schema: string, clients: number, ms 
   return tps;
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, fn: (x: T) => Promise<unknown>): Promise<void> {
-  let i = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (i < items.length) await fn(items[i++]!);
-    }),
-  );
-}
-
 async function countStatus(journal: PgJournal, schema: string, workflow: string, status: string): Promise<number> {
   const r = await journal.pool.query<{ n: string }>(`select count(*) as n from ${schema}.runs where workflow = $1 and status = $2 and parent_run_id is null`, [workflow, status]);
   return Number(r.rows[0]!.n);
@@ -109,7 +102,7 @@ async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 600
 /** How busy this process (client and worker) was since `cpu0`: CPU time over wall time. */
 function busy(cpu0: NodeJS.CpuUsage, wallMs: number): string {
   const c = process.cpuUsage(cpu0);
-  return `bench process CPU ${Math.round(((c.user + c.system) / 1000 / wallMs) * 100)}% of one core`;
+  return `worker process CPU ${Math.round(((c.user + c.system) / 1000 / wallMs) * 100)}% of one core`;
 }
 
 function gc(): void {
@@ -132,9 +125,13 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   const tps8 = await insertCommitTps(url, schema, 8);
   console.log(`skein throughput benchmark — node ${process.version}, PostgreSQL at ${url.replace(/\/\/[^@]*@/, '//')}`);
   console.log(`floors (same run): insert+commit ${fmt(tps1)} tps with 1 client, ${fmt(tps8)} tps with 8 clients\n`);
-  // The client has its own connections, as it would in its own process (an API server starting and signalling runs).
+  // W4 and W5's starts and signals come from a client process of its own (an API server starting and signalling
+  // runs), so the worker's process is the worker's; the fan-outs are started from here (one start each).
+  const remote = await clientProcess(url, schema);
   const clientJournal = await createPgJournal({ connectionString: url, schema, maxConnections: 10 });
   const client = new Client(clientJournal, { logger: pino({ level: 'warn' }) });
+  const ids = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+  const indexes = (n: number) => Array.from({ length: n }, (_, i) => i);
   let k = 0;
 
   // ---- W4 ----
@@ -143,12 +140,13 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const worker = newWorker(journal);
     worker.start();
     // warm-up (JIT, pool), not reported
-    await pool(Array.from({ length: 200 }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4warm-${k}-${i}` }));
+    await remote.start(threeSteps.name, ids(`w4warm-${k}`, 200), indexes(200));
     await until('W4 warm-up', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= 200);
     const before = await countStatus(journal, schema, threeSteps.name, 'completed');
+    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await pool(Array.from({ length: n }, (_, i) => i), 32, (i) => client.start(threeSteps, i, { workflowId: `w4-${k}-${i}` }));
+    await remote.start(threeSteps.name, ids(`w4-${k}`, n), indexes(n));
     const started = performance.now() - t0;
     await until('W4', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= before + n);
     const ms = performance.now() - t0;
@@ -168,10 +166,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     worker.start();
     gc();
     const heap0 = process.memoryUsage().heapUsed;
-    const refs: string[] = [];
-    await pool(Array.from({ length: n }, (_, i) => i), 32, async (i) => {
-      refs.push((await client.start(awaitSignal, null, { workflowId: `w5-${k}-${i}` })).runId);
-    });
+    const refs = (await remote.start(awaitSignal.name, ids(`w5-${k}`, n), new Array(n).fill(null))).runIds;
     await until('W5 waiting', async () => {
       const r = await journal.pool.query<{ n: string }>(
         `select count(*) as n from ${schema}.runs where workflow = $1 and status = 'running' and last_seq >= 2 and lease_token is null`,
@@ -184,7 +179,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await pool(refs, 32, (runId) => client.signal(runId, 'go', 1));
+    await remote.signal(refs, 'go', 1);
     const signalled = performance.now() - t0;
     await until('W5', async () => (await countStatus(journal, schema, awaitSignal.name, 'completed')) >= n);
     const ms = performance.now() - t0;
@@ -230,6 +225,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   }
   await worker.shutdown();
   await clientJournal.close();
+  await remote.close();
   console.log('\nTargets (issue 9): W4 >= 2,000/s and >= 0.25 x 8-client floor; W5 >= 3,000/s and >= 0.4 x floor, <= 4 KB/run;');
   console.log('W1io <= 1.3 x W1; W1 at 10k/100k within 1.2 x per-child cost at 1k.');
 });

@@ -82,12 +82,17 @@ export class LocalWork {
 
   /**
    * The run's actor has ended here (its run closed, was closed from outside, was taken over; the worker shuts down):
-   * aborts whatever still runs, with `reason`, and drops the results: nobody here will journal them.
+   * aborts whatever still runs, with `reason` (or what it returns), and drops the results: nobody here will journal
+   * them.
    */
-  stop(reason: Error | Promise<Error>): void {
+  stop(reason: Error | (() => Error | Promise<Error>)): void {
     this.stopped = true;
-    if (reason instanceof Error) this.abort(reason);
-    else void reason.then((r) => this.abort(r), () => this.abort(abortReason('lost', null)));
+    // (the reason is worked out only when something still runs: most runs end with nothing in flight, and an error's
+    // stack, or the inbox read of a lost run's reason, is not free)
+    if (!this.latches.size) return;
+    const r = typeof reason === 'function' ? reason() : reason;
+    if (r instanceof Error) this.abort(r);
+    else void r.then((e) => this.abort(e), () => this.abort(abortReason('lost', null)));
   }
 
   take(): NewEvent[] {

@@ -189,7 +189,7 @@ export const runMachine = setup({
     reportEnd: ({ context }, params: { reason: RunEndReason }) => {
       // Activities still running here are no longer wanted from here: abort them (ctx.signal), drop their results.
       if (params.reason !== 'suspended') {
-        context.work?.stop(abortReason(params.reason, context.engine?.cancelReason ?? null, context.services.host.journal, context.runId));
+        context.work?.stop(() => abortReason(params.reason, context.engine?.cancelReason ?? null, context.services.host.journal, context.runId));
       }
       context.report({ type: 'RUN_ENDED', runId: context.runId, reason: params.reason, wakePending: context.wakePending });
     },

@@ -113,8 +113,9 @@ export interface Lease {
   /** The run's pending inbox when the lease was granted (acquireMany; claimDue on PostgreSQL), read in the same statement. */
   inbox?: Inbox;
   /**
-   * The run's journal when the lease was granted, for runs the caller asked it for (acquireMany's `withHistory`: runs
-   * it has no engine of), read in the same statement: its holder builds the engine without another read.
+   * The run's journal when the lease was granted, read in the same statement, so its holder builds the engine without
+   * another read: for the runs acquireMany's caller asked it for (`withHistory`: runs it has no engine of), and on
+   * PostgreSQL for the short journals claimDue leases.
    */
   history?: { depth: number; events: JournalEvent[] };
 }

@@ -274,6 +274,26 @@ interface InboxColumns {
   cancel_requested_at: string | number | null;
 }
 
+/** A journal event as a lease statement brings it (Sql.historyOf). */
+interface HistoryRow {
+  seq: number;
+  type: string;
+  payload: unknown;
+  recorded_at: string | number;
+}
+
+/**
+ * claimDue brings the journals of the runs it leases when they hold at most this many events: a polled run rarely has
+ * an engine in the claimer, so this saves two reads each, and a long journal is left for its holder to read.
+ */
+const CLAIM_HISTORY_MAX_EVENTS = 64;
+
+/** The journal a lease brings (Lease.history), if the statement read it. */
+function historyOf(x: { depth: number; history: HistoryRow[] | null }): Pick<Lease, 'history'> {
+  if (!x.history) return {};
+  return { history: { depth: x.depth, events: x.history.map((e) => ({ type: e.type, payload: e.payload, seq: e.seq, recordedAt: Number(e.recorded_at) }) as JournalEvent) } };
+}
+
 /** The pending inbox a lease brings: signals in send order, and a cancel request not yet journaled. */
 function inboxOf(x: InboxColumns): Inbox {
   return {
@@ -609,7 +629,7 @@ export class Sql {
     o: { owner: string; queues: string[]; limit: number; leaseMs: number; now: number; workflows?: string[]; activities?: { names: string[]; graceMs: number } },
   ): Promise<Lease[]> {
     // (`picked` also says who held each lease before, for the claimer's "taken over" log line)
-    const r = await q.query<LeaseRow & InboxColumns & { next_wakeup_at: string; depth: number; created_at: string }>(
+    const r = await q.query<LeaseRow & InboxColumns & { next_wakeup_at: string; depth: number; created_at: string; history: HistoryRow[] | null }>(
       `WITH picked AS (
          SELECT run_id, lease_owner AS previous_owner FROM ${this.s}.runs
          WHERE status = 'running' AND queue = ANY($4::text[]) AND next_wakeup_at <= $2::bigint
@@ -626,7 +646,10 @@ export class Sql {
        FROM picked WHERE runs.run_id = picked.run_id
        RETURNING runs.run_id, runs.lease_owner, lease_token, lease_expires_at, next_wakeup_at, depth, created_at, last_seq, queue, stall,
                  ${this.inboxPendingOf('runs')} AS inbox_pending, picked.previous_owner,
-                 workflow_id, workflow, parent_run_id, root_run_id, ${this.inboxColumns('runs')}`,
+                 workflow_id, workflow, parent_run_id, root_run_id, ${this.inboxColumns('runs')},
+                 -- short journals come with the lease (most polled runs have no engine in the claimer: saves two reads
+                 -- each); a long one is read by the holder if it needs it
+                 CASE WHEN runs.last_seq <= ${CLAIM_HISTORY_MAX_EVENTS} THEN ${this.historyOf('runs')} END AS history`,
       [o.owner, o.now, o.leaseMs, o.queues, o.limit, o.workflows ?? null, o.activities?.names ?? null, Math.ceil(o.activities?.graceMs ?? 0)],
     );
     // RETURNING has no order: hand the leases out oldest due first, shallowest first, like the memory journal.
@@ -637,7 +660,7 @@ export class Sql {
         Number(a.created_at) - Number(b.created_at) ||
         (a.run_id < b.run_id ? -1 : 1),
     );
-    return rows.map((x) => ({ ...toLease(x), inbox: inboxOf(x) }));
+    return rows.map((x) => ({ ...toLease(x), inbox: inboxOf(x), ...historyOf(x) }));
   }
 
   /** Leases one run (see leaseRuns: it waits for the row if a commit holds it); the lease brings the run's inbox. */
@@ -668,7 +691,7 @@ export class Sql {
     type Leased = LeaseRow &
       InboxColumns & {
       depth: number;
-      history: Array<{ seq: number; type: string; payload: unknown; recorded_at: string | number }> | null;
+      history: HistoryRow[] | null;
     };
     const r = await q.query<{ leases: Leased[] | null; locked: string[] | null }>(
       `WITH prev AS (
@@ -684,10 +707,7 @@ export class Sql {
                    prev.lease_owner AS previous_owner, workflow_id, workflow, parent_run_id, root_run_id,
                    ${this.inboxColumns('runs')},
                    runs.depth,
-                   CASE WHEN runs.run_id = ANY($7::text[]) THEN
-                     (SELECT json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload, 'recorded_at', e.recorded_at) ORDER BY e.seq)
-                      FROM ${this.s}.events e WHERE e.run_id = runs.run_id)
-                   END AS history
+                   CASE WHEN runs.run_id = ANY($7::text[]) THEN ${this.historyOf('runs')} END AS history
        )
        SELECT (SELECT json_agg(up) FROM up) AS leases,
               (SELECT array_agg(r.run_id) FROM ${this.s}.runs r WHERE r.run_id = ANY($1::text[]) AND r.run_id NOT IN (SELECT run_id FROM prev)) AS locked`,
@@ -696,12 +716,16 @@ export class Sql {
     const row = r.rows[0]!;
     const leases = (row.leases ?? []).map((x): Lease => ({
       ...toLease(x),
-      ...(x.history
-        ? { history: { depth: x.depth, events: x.history.map((e) => ({ type: e.type, payload: e.payload, seq: e.seq, recordedAt: Number(e.recorded_at) }) as JournalEvent) } }
-        : {}),
+      ...historyOf(x),
       inbox: inboxOf(x),
     }));
     return { leases, locked: row.locked ?? [] };
+  }
+
+  /** The run's journal as a json array, for a lease statement's RETURNING (`t`: the runs table's alias; see historyOf). */
+  private historyOf(t: string): string {
+    return `(SELECT json_agg(json_build_object('seq', e.seq, 'type', e.type, 'payload', e.payload, 'recorded_at', e.recorded_at) ORDER BY e.seq)
+              FROM ${this.s}.events e WHERE e.run_id = ${t}.run_id)`;
   }
 
   /** The run's pending inbox as columns of a lease statement's RETURNING (`t`: the runs table's alias; see inboxOf). */
