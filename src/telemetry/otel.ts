@@ -13,7 +13,7 @@
  *    parent's activation (its span's context), so every activation of a run, on any worker, in any process, after
  *    any crash, is a child span of what started the run.
  */
-import type { Attributes, Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
+import type { Attributes, Context, Link, Meter, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { ActivationOutput, ActivityTask, RunEngine } from '../runtime/engine.js';
 import type { EventPayloads, NewEvent, RunTrace } from '../runtime/events.js';
 import type { NewRun } from '../runtime/runs.js';
@@ -27,21 +27,40 @@ export interface TracerProviderLike {
   getTracer(name: string, version?: string): unknown;
 }
 
+/** Anything with `getMeter` (an OTel MeterProvider); typed loosely for the same reason. */
+export interface MeterProviderLike {
+  getMeter(name: string, version?: string): unknown;
+}
+
 export interface OpenTelemetryOptions {
   /** The provider to take the tracer from. Default: the global one (`trace.getTracerProvider()`). */
   tracerProvider?: TracerProviderLike;
+  /**
+   * The provider to take the meter of the workers' metrics from (src/worker/metrics.ts). Default: the global one
+   * (`metrics.getMeterProvider()`, a no-op meter until an SDK registers one).
+   */
+  meterProvider?: MeterProviderLike;
   /** The `@opentelemetry/api` module, when the caller has it at hand (no dynamic import then). */
   api?: unknown;
 }
 
 const TRACER_NAME = 'skein';
 
-let state: { api: Api; tracer: Tracer } | null = null;
+let state: { api: Api; tracer: Tracer; meter: OtelMeter } | null = null;
+/** Counts enableOpenTelemetry() calls, so a worker's metrics know when the meter they bound to was replaced. */
+let generation = 0;
+
+/** The meter workers record their metrics with while OpenTelemetry is on (see otelMeter). */
+export interface OtelMeter {
+  meter: Meter;
+  /** Changes with every enableOpenTelemetry(): instruments made from an earlier meter must be made again. */
+  generation: number;
+}
 
 /**
- * Turns skein's spans on for this process (workers and clients alike): loads `@opentelemetry/api` and takes a tracer
- * from `tracerProvider` or the global provider (register your SDK's provider first). Resolves false, and changes
- * nothing, when `@opentelemetry/api` is not installed.
+ * Turns skein's spans and metrics on for this process (workers and clients alike): loads `@opentelemetry/api` and
+ * takes a tracer from `tracerProvider` and a meter from `meterProvider`, or from the global providers (register your
+ * SDK's providers first). Resolves false, and changes nothing, when `@opentelemetry/api` is not installed.
  */
 export async function enableOpenTelemetry(options: OpenTelemetryOptions = {}): Promise<boolean> {
   let api = options.api as Api | undefined;
@@ -54,11 +73,17 @@ export async function enableOpenTelemetry(options: OpenTelemetryOptions = {}): P
     }
   }
   const provider = (options.tracerProvider as { getTracer(n: string): Tracer } | undefined) ?? api.trace.getTracerProvider();
-  state = { api, tracer: provider.getTracer(TRACER_NAME) };
+  const meters = (options.meterProvider as { getMeter(n: string): Meter } | undefined) ?? api.metrics.getMeterProvider();
+  state = { api, tracer: provider.getTracer(TRACER_NAME), meter: { meter: meters.getMeter(TRACER_NAME), generation: ++generation } };
   return true;
 }
 
-/** Turns skein's spans off again (spans already started are still ended normally). */
+/** The meter of skein's metrics, or null (OpenTelemetry off): a worker checks it before each recording. */
+export function otelMeter(): OtelMeter | null {
+  return state && state.meter;
+}
+
+/** Turns skein's spans and metrics off again (spans already started are still ended normally). */
 export function disableOpenTelemetry(): void {
   state = null;
 }

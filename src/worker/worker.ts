@@ -151,7 +151,7 @@ export class Worker {
     this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.registry = new Registry(options.workflows, options.activities ?? []);
     // (the journal as the worker uses it: claims and commits timed and counted for /metrics)
-    this.metrics = new WorkerMetrics(() => this.health());
+    this.metrics = new WorkerMetrics(() => this.health(), this.workerId);
     this.journal = this.metrics.instrument(options.journal);
     this.queues = options.queues ?? ['default'];
     this.workflows = this.registry.workflowNames();
@@ -386,6 +386,7 @@ export class Worker {
     // Whatever is still held goes back to the journal: another worker picks it up at once, nothing is lost.
     await Promise.allSettled(held.map((l) => this.journal.release(l)));
     await Promise.all([this.heartbeatRow.stop(), this.http.stop()]);
+    this.metrics.close();
     this.state = 'stopped';
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     this.log.info({ released: held.length }, 'worker stopped');
