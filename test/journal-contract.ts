@@ -1001,6 +1001,25 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect(await dueIds()).toEqual([run.runId]);
       });
 
+      it("a signal's traceparent (OpenTelemetry) travels with it to the inbox and the lease; one sent without has none", async () => {
+        const run = await start('tp');
+        await suspend(await mustAcquire(run.runId), 1, { timerAt: clock.now() + 10_000 });
+        const tp = (n: number) => `00-${'ab'.repeat(16)}-${String(n).padStart(16, '0')}-01`;
+        await journal.signal(run.runId, { name: 'go', signalId: 'one', traceparent: tp(1) });
+        // sent together (a journal may batch them into one statement)
+        await Promise.all([
+          journal.signal(run.runId, { name: 'go', signalId: 'two', traceparent: tp(2) }),
+          journal.signal(run.runId, { name: 'go', signalId: 'three' }),
+        ]);
+        const view = (sgs: { signalId: string; traceparent?: string }[]) => sgs.map((x) => [x.signalId, x.traceparent]).sort();
+        const expected = [['one', tp(1)], ['three', undefined], ['two', tp(2)]];
+        const inbox = await journal.inbox(run.runId);
+        expect(view(inbox.signals)).toEqual(expected);
+        expect(inbox.signals.find((x) => x.signalId === 'three')).not.toHaveProperty('traceparent');
+        const [lease] = await journal.acquireMany([run.runId], 'w2', 500);
+        expect(view(lease!.inbox!.signals)).toEqual(expected);
+      });
+
       it('signal to an unknown run is an UnknownRunError, to a closed run a RunClosedError; a bad payload is a PayloadError', async () => {
         await expect(journal.signal('nope', { name: 'go' })).rejects.toBeInstanceOf(UnknownRunError);
         await expect(journal.inbox('nope')).rejects.toBeInstanceOf(UnknownRunError);

@@ -4,7 +4,7 @@ import type { AbortLatch } from '../runtime/abort-latch.js';
 import { comparePaths, RunEngine, type ActivationOutput, type ActivityTask, type EngineClose, type EngineOptions } from '../runtime/engine.js';
 import { CancelledError, CorruptJournalError, NonDeterminismError, serializeError, WorkflowCodeError } from '../runtime/errors.js';
 import { STORED_WAITS_LIMIT } from '../runtime/waits.js';
-import { runStartedPayload, type JournalEvent, type NewEvent } from '../runtime/events.js';
+import { runStartedPayload, type EventPayloads, type JournalEvent, type NewEvent } from '../runtime/events.js';
 import type { Registry } from '../runtime/registry.js';
 import { emitChildEvents, telemetry } from '../runtime/telemetry.js';
 import { outcomeDeliveries, outcomeDelivery } from '../runtime/runs.js';
@@ -142,7 +142,10 @@ export async function collectDeliveries(host: RunHost, engine: RunEngine, local:
       out.push({ type: 'CancelRequested', payload: { reason: c.reason, deadline: c.deadline, closedAt: c.requestedAt } });
     }
     for (const sg of inbox.signals) {
-      if (!engine.hasSignal(sg.signalId)) out.push({ type: 'SignalReceived', payload: { signalId: sg.signalId, name: sg.name, payload: sg.payload, closedAt: sg.sentAt } });
+      if (engine.hasSignal(sg.signalId)) continue;
+      const received: EventPayloads['SignalReceived'] = { signalId: sg.signalId, name: sg.name, payload: sg.payload, closedAt: sg.sentAt };
+      if (sg.traceparent) received.traceparent = sg.traceparent; // (OpenTelemetry: the span link to the sender)
+      out.push({ type: 'SignalReceived', payload: received });
     }
   }
   return out;

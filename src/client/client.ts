@@ -202,8 +202,15 @@ export class Client {
     const name = signalName(signal);
     if (typeof name !== 'string' || !name) throw new InvalidArgumentError('signal', 'it must be a non-empty name or a defineSignal() definition');
     const runId = await this.runIdOf(ref);
-    return traced(clientSpan('skein.signal', { 'skein.run_id': runId, 'skein.signal.name': name }), (r) => ({ 'skein.signal_id': r.signalId }), () =>
-      this.journal.signal(runId, { name, payload, ...(options.signalId ? { signalId: options.signalId } : {}) }),
+    const span = clientSpan('skein.signal', { 'skein.run_id': runId, 'skein.signal.name': name });
+    return traced(span, (r) => ({ 'skein.signal_id': r.signalId }), () =>
+      this.journal.signal(runId, {
+        name,
+        payload,
+        ...(options.signalId ? { signalId: options.signalId } : {}),
+        // (OpenTelemetry: the activation that journals the signal links its span to this one)
+        ...(span ? { traceparent: span.traceparent() } : {}),
+      }),
     );
   }
 

@@ -177,6 +177,8 @@ export interface SignalInput {
   payload?: unknown;
   /** Makes the send idempotent: the same id is delivered once. Default: a random id. */
   signalId?: string;
+  /** OpenTelemetry: the W3C traceparent of the sender's span, journaled with SignalReceived (a span link). */
+  traceparent?: string;
 }
 
 export interface InboxSignal {
@@ -184,6 +186,8 @@ export interface InboxSignal {
   name: string;
   payload: unknown;
   sentAt: number;
+  /** The sender's traceparent (SignalInput.traceparent), when it sent one. */
+  traceparent?: string;
 }
 
 /** What waits for a run outside its journal: signals not yet journaled, a cancel request. */

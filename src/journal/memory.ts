@@ -395,7 +395,8 @@ export class MemoryJournal implements Journal {
     if (typeof signal.name !== 'string' || !signal.name) throw new TypeError('signal name must be a non-empty string');
     const payload = journalValue(signal.payload ?? null, `payload of signal '${signal.name}'`);
     const signalId = signal.signalId ?? randomUUID();
-    if (this.deliverSignal(runId, { signalId, name: signal.name, payload }, this.clock.now())) this.notify([runId]);
+    const sg = { signalId, name: signal.name, payload, ...(typeof signal.traceparent === 'string' ? { traceparent: signal.traceparent } : {}) };
+    if (this.deliverSignal(runId, sg, this.clock.now())) this.notify([runId]);
     return { signalId };
   }
 
@@ -663,11 +664,11 @@ export class MemoryJournal implements Journal {
   }
 
   /** Puts a signal in an open run's inbox once; returns whether it was new. */
-  private deliverSignal(runId: string, sg: { signalId: string; name: string; payload: unknown }, now: number): boolean {
+  private deliverSignal(runId: string, sg: { signalId: string; name: string; payload: unknown; traceparent?: string }, now: number): boolean {
     const t = this.runs.get(runId);
     if (!t || !isOpen(t.record.status) || t.signalIds.has(sg.signalId)) return false;
     t.signalIds.add(sg.signalId);
-    t.inbox.push({ signalId: sg.signalId, name: sg.name, payload: clone(sg.payload), sentAt: now });
+    t.inbox.push({ signalId: sg.signalId, name: sg.name, payload: clone(sg.payload), sentAt: now, ...(sg.traceparent ? { traceparent: sg.traceparent } : {}) });
     t.record.nextWakeupAt = Math.min(t.record.nextWakeupAt ?? Infinity, now);
     return true;
   }

@@ -94,7 +94,14 @@ export type EventPayloads = {
   ActivityFailed: { path: string; error: SerializedError; closedAt: number; attempts: number };
   TimerFired: { path: string; closedAt: number };
   /** A signal sent to this run (by a client or its parent), journaled when the run takes it from its inbox. */
-  SignalReceived: { signalId: string; name: string; payload: unknown; closedAt: number };
+  SignalReceived: {
+    signalId: string;
+    name: string;
+    payload: unknown;
+    closedAt: number;
+    /** OpenTelemetry: the sender's span (W3C traceparent), present only when the sender traced it. */
+    traceparent?: string;
+  };
   /** Someone asked this run to cancel; its code gets CancelledError at the current yield and may clean up. */
   CancelRequested: { reason: string; deadline: number; closedAt: number };
   /** A child continued as new: its new run id (same call id). */

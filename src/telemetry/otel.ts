@@ -100,10 +100,14 @@ function traceparentOf(sc: SpanContext): string {
 
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-function contextOf(api: Api, traceparent: string | undefined): Context {
+function spanContextOf(traceparent: string | undefined): SpanContext | null {
   const m = traceparent ? TRACEPARENT.exec(traceparent) : null;
-  if (!m) return api.ROOT_CONTEXT;
-  return api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true });
+  return m ? { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true } : null;
+}
+
+function contextOf(api: Api, traceparent: string | undefined): Context {
+  const sc = spanContextOf(traceparent);
+  return sc ? api.trace.setSpanContext(api.ROOT_CONTEXT, sc) : api.ROOT_CONTEXT;
 }
 
 // ---- client: start, signal, cancel ------------------------------------------------------------------------------------
@@ -112,6 +116,8 @@ function contextOf(api: Api, traceparent: string | undefined): Context {
 export interface ClientSpan {
   /** The trace context to write into the RunStarted of a run this span starts. */
   trace(rootRunId: string): RunTrace;
+  /** This span's W3C traceparent (a signal carries it to the activation that journals it: a span link). */
+  traceparent(): string;
   end(attributes?: Attributes): void;
   fail(error: unknown): void;
 }
@@ -123,6 +129,7 @@ export function clientSpan(name: 'skein.start' | 'skein.signal' | 'skein.cancel'
   const span = tracer.startSpan(name, { kind: api.SpanKind.PRODUCER, attributes }, api.context.active());
   return {
     trace: (rootRunId) => ({ traceparent: traceparentOf(span.spanContext()), rootRunId }),
+    traceparent: () => traceparentOf(span.spanContext()),
     end: (more) => {
       if (more) span.setAttributes(more);
       span.end();
@@ -266,9 +273,13 @@ function describeEvents(span: Span, events: readonly NewEvent[]): void {
       case 'ChildTimedOut':
         span.addEvent('skein.child.closed', { 'skein.child_run_id': e.payload.childRunId, 'skein.outcome': e.type });
         break;
-      case 'SignalReceived':
+      case 'SignalReceived': {
         span.addEvent('skein.signal.received', { 'skein.signal.name': e.payload.name, 'skein.signal_id': e.payload.signalId });
+        // A link to the sender's `skein.signal` span (it carried its traceparent with the signal): often another trace.
+        const sender = spanContextOf(e.payload.traceparent);
+        if (sender) span.addLink({ context: sender, attributes: { 'skein.link': 'signal', 'skein.signal.name': e.payload.name, 'skein.signal_id': e.payload.signalId } });
         break;
+      }
       case 'CancelRequested':
         span.addEvent('skein.cancel.requested', { 'skein.cancel.reason': e.payload.reason });
         break;

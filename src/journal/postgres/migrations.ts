@@ -279,6 +279,17 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX runs_root_idx ON ${s}.runs (root_run_id, depth, created_at, run_id COLLATE "C") WHERE root_run_id <> run_id;
     `,
   },
+  {
+    version: 10,
+    name: "inbox: the sender's trace context (OpenTelemetry span links)",
+    sql: (s) => `
+      -- The W3C traceparent of the client span that sent a signal (docs/observability.md), written only while
+      -- OpenTelemetry is on and copied into the SignalReceived the run journals. A column of its own rather than a
+      -- wrapper around payload: a worker of the previous release ignores the column, where it would hand a wrapped
+      -- payload to the workflow. Nullable without a default: adding it rewrites no row.
+      ALTER TABLE ${s}.inbox ADD COLUMN traceparent text;
+    `,
+  },
 ];
 
 /**

@@ -489,7 +489,7 @@ export class PgJournal implements Journal {
     const payload = toJson(signal.payload ?? null, `payload of signal '${signal.name}'`);
     const signalId = signal.signalId ?? randomUUID();
     await this.beforeWrite();
-    const r = await this.signals.add({ runId, signalId, name: signal.name, payloadJson: payload.json });
+    const r = await this.signals.add({ runId, signalId, name: signal.name, payloadJson: payload.json, traceparent: typeof signal.traceparent === 'string' ? signal.traceparent : null });
     if (!r) throw new UnknownRunError(runId);
     if (r.added) this.announce({ wake: [runId] });
     if (!isOpen(r.status)) throw new RunClosedError(runId, r.status);
@@ -945,7 +945,7 @@ interface Announcements {
 }
 
 /** A client's signal as sendSignals takes it. */
-type ClientSignal = { runId: string; signalId: string; name: string; payloadJson: string };
+type ClientSignal = { runId: string; signalId: string; name: string; payloadJson: string; traceparent: string | null };
 
 /** A client's start as insertStarts takes it. */
 type RootRunInsert = RunInsert & { parentRunId: string | null; rootRunId: string };

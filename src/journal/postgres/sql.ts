@@ -165,6 +165,7 @@ interface InboxSignalRow {
   name: string;
   payload: unknown;
   sent_at: string | number;
+  traceparent: string | null;
 }
 
 interface RunRow {
@@ -297,7 +298,7 @@ function historyOf(x: { depth: number; history: HistoryRow[] | null }): Pick<Lea
 /** The pending inbox a lease brings: signals in send order, and a cancel request not yet journaled. */
 function inboxOf(x: InboxColumns): Inbox {
   return {
-    signals: (x.inbox_signals ?? []).map((sg) => ({ signalId: sg.signal_id, name: sg.name, payload: sg.payload, sentAt: Number(sg.sent_at) })),
+    signals: (x.inbox_signals ?? []).map((sg) => ({ signalId: sg.signal_id, name: sg.name, payload: sg.payload, sentAt: Number(sg.sent_at), ...(sg.traceparent ? { traceparent: sg.traceparent } : {}) })),
     cancel: x.cancel_requested_at === null ? null : { reason: x.cancel_reason ?? '', deadline: Number(x.cancel_deadline), requestedAt: Number(x.cancel_requested_at) },
   };
 }
@@ -532,7 +533,7 @@ export class Sql {
   async inbox(q: Queryable, runId: string): Promise<{ signals: InboxSignal[]; cancel: RunRecord['cancelRequest'] } | undefined> {
     const r = await q.query<{ cancel_reason: string | null; cancel_deadline: string | null; cancel_requested_at: string | null; signals: InboxSignal[] }>(
       `SELECT r.cancel_reason, r.cancel_deadline, r.cancel_requested_at,
-              (SELECT coalesce(json_agg(json_build_object('signalId', i.signal_id, 'name', i.name, 'payload', i.payload, 'sentAt', i.sent_at) ORDER BY i.seq), '[]')
+              (SELECT coalesce(json_agg(json_build_object('signalId', i.signal_id, 'name', i.name, 'payload', i.payload, 'sentAt', i.sent_at, 'traceparent', i.traceparent) ORDER BY i.seq), '[]')
                FROM ${this.s}.inbox i WHERE i.run_id = r.run_id AND NOT i.delivered) AS signals
        FROM ${this.s}.runs r WHERE r.run_id = $1`,
       [runId],
@@ -540,7 +541,7 @@ export class Sql {
     const row = r.rows[0];
     if (!row) return undefined;
     return {
-      signals: row.signals.map((x) => ({ signalId: x.signalId, name: x.name, payload: x.payload ?? null, sentAt: Number(x.sentAt) })),
+      signals: row.signals.map((x) => ({ signalId: x.signalId, name: x.name, payload: x.payload ?? null, sentAt: Number(x.sentAt), ...(x.traceparent ? { traceparent: x.traceparent } : {}) })),
       cancel:
         row.cancel_requested_at === null
           ? null
@@ -730,7 +731,7 @@ export class Sql {
 
   /** The run's pending inbox as columns of a lease statement's RETURNING (`t`: the runs table's alias; see inboxOf). */
   private inboxColumns(t: string): string {
-    return `(SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at) ORDER BY i.seq)
+    return `(SELECT json_agg(json_build_object('signal_id', i.signal_id, 'name', i.name, 'payload', i.payload, 'sent_at', i.sent_at, 'traceparent', i.traceparent) ORDER BY i.seq)
               FROM ${this.s}.inbox i WHERE i.run_id = ${t}.run_id AND NOT i.delivered) AS inbox_signals,
             CASE WHEN NOT ${t}.cancel_journaled THEN ${t}.cancel_reason END AS cancel_reason,
             CASE WHEN NOT ${t}.cancel_journaled THEN ${t}.cancel_deadline END AS cancel_deadline,
@@ -1253,13 +1254,13 @@ export class Sql {
    * the insert atomic with
    * respect to a commit closing the run. Returns the run's status (undefined: unknown run) and whether the signal is new.
    */
-  async signal(q: Queryable, runId: string, sg: { signalId: string; name: string; payloadJson: string }, now: number): Promise<{ status: RunStatus; added: boolean } | undefined> {
+  async signal(q: Queryable, runId: string, sg: { signalId: string; name: string; payloadJson: string; traceparent?: string | null }, now: number): Promise<{ status: RunStatus; added: boolean } | undefined> {
     const r = await q.query<{ status: RunStatus; added: boolean }>(
       `WITH target AS (
          SELECT run_id, status FROM ${this.s}.runs WHERE run_id = $1 FOR UPDATE
        ), ins AS (
-         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at)
-         SELECT run_id, $2, $3, $4::json, $5 FROM target WHERE status IN ${OPEN}
+         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at, traceparent)
+         SELECT run_id, $2, $3, $4::json, $5, $6 FROM target WHERE status IN ${OPEN}
          ON CONFLICT DO NOTHING
          RETURNING run_id
        ), woke AS (
@@ -1269,7 +1270,7 @@ export class Sql {
        )
        SELECT t.status, w.run_id IS NOT NULL AS added
        FROM target t LEFT JOIN woke w ON true`,
-      [runId, sg.signalId, sg.name, sg.payloadJson, now],
+      [runId, sg.signalId, sg.name, sg.payloadJson, now, sg.traceparent ?? null],
     );
     return r.rows[0] && { status: r.rows[0].status, added: r.rows[0].added };
   }
@@ -1280,18 +1281,18 @@ export class Sql {
    * Targets are locked in run id order (no deadlock with another batch or a commit); signals to one run go into its
    * inbox in the order given.
    */
-  async signalMany(q: Queryable, sgs: Array<{ runId: string; signalId: string; name: string; payloadJson: string }>, now: number): Promise<Array<{ status: RunStatus; added: boolean } | undefined>> {
+  async signalMany(q: Queryable, sgs: Array<{ runId: string; signalId: string; name: string; payloadJson: string; traceparent?: string | null }>, now: number): Promise<Array<{ status: RunStatus; added: boolean } | undefined>> {
     const r = await q.query<{ ord: string; status: RunStatus | null; added: boolean }>(
       `WITH sg AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(run_id, signal_id, name, payload, ord)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::text[]) WITH ORDINALITY AS s(run_id, signal_id, name, payload, traceparent, ord)
        ), target AS (
          SELECT r.run_id, r.status FROM ${this.s}.runs r
          WHERE r.run_id IN (SELECT run_id FROM sg)
          ORDER BY r.run_id COLLATE "C"
          FOR UPDATE
        ), ins AS (
-         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at)
-         SELECT sg.run_id, sg.signal_id, sg.name, sg.payload::json, $5 FROM sg JOIN target t ON t.run_id = sg.run_id
+         INSERT INTO ${this.s}.inbox (run_id, signal_id, name, payload, sent_at, traceparent)
+         SELECT sg.run_id, sg.signal_id, sg.name, sg.payload::json, $5, sg.traceparent FROM sg JOIN target t ON t.run_id = sg.run_id
          WHERE t.status IN ${OPEN}
          ORDER BY sg.ord
          ON CONFLICT DO NOTHING
@@ -1304,7 +1305,7 @@ export class Sql {
        SELECT sg.ord, t.status, EXISTS (SELECT 1 FROM ins WHERE ins.run_id = sg.run_id AND ins.signal_id = sg.signal_id) AS added
        FROM sg LEFT JOIN target t ON t.run_id = sg.run_id
        ORDER BY sg.ord`,
-      [sgs.map((x) => x.runId), sgs.map((x) => x.signalId), sgs.map((x) => x.name), sgs.map((x) => x.payloadJson), now],
+      [sgs.map((x) => x.runId), sgs.map((x) => x.signalId), sgs.map((x) => x.name), sgs.map((x) => x.payloadJson), now, sgs.map((x) => x.traceparent ?? null)],
     );
     return r.rows.map((x) => (x.status === null ? undefined : { status: x.status, added: x.added }));
   }
