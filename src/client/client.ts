@@ -9,6 +9,7 @@ import pino, { type Logger } from 'pino';
 import {
   isOpen,
   MAX_PAGE_LIMIT,
+  retryRunId,
   OPEN_STATUSES,
   type CancelOptions,
   type CancelResult,
@@ -25,7 +26,7 @@ import {
 import { statusList } from '../journal/visibility.js';
 import { DEFAULT_MAX_CHILD_DEPTH } from '../runtime/engine.js';
 import { telemetry } from '../runtime/telemetry.js';
-import { clientSpan, type ClientSpan } from '../telemetry/otel.js';
+import { clientSpan, openTelemetryEnabled, type ClientSpan } from '../telemetry/otel.js';
 
 export interface StartOptions {
   /** The instance's stable id. Starting the same workflow id twice returns the first run. Default: a random id. */
@@ -403,8 +404,24 @@ export class Client {
   async retry(ref: RunSelector, reason: string, options: { by?: string } = {}): Promise<RetryResult> {
     if (typeof reason !== 'string' || !reason) throw new InvalidArgumentError('reason', 'an operator action needs a non-empty reason');
     const prev = await this.runIdOf(ref);
-    const { run, created } = await this.journal.retry(prev, { reason, by: options.by ?? this.identity });
-    return { run, created, previousRunId: run.retryOf ?? prev };
+    // OpenTelemetry: the retry is a new trace (child of the caller's active span, like a start), linked to the trace
+    // of the run it retries (docs/observability.md says why). The original's context is in its RunStarted: read only
+    // while tracing is on.
+    const span = openTelemetryEnabled()
+      ? clientSpan('skein.retry', { 'skein.run_id': retryRunId(prev), 'skein.retry.previous_run_id': prev, 'skein.retry.reason': reason }, [
+          { traceparent: await this.startedTrace(prev), attributes: { 'skein.link': 'retry', 'skein.run_id': prev } },
+        ])
+      : null;
+    return traced(span, (r) => ({ 'skein.created': r.created }), async () => {
+      const { run, created } = await this.journal.retry(prev, { reason, by: options.by ?? this.identity, ...(span ? { trace: span.trace(retryRunId(prev)) } : {}) });
+      return { run, created, previousRunId: run.retryOf ?? prev };
+    });
+  }
+
+  /** The traceparent in a run's RunStarted (undefined: the run was started while tracing was off). */
+  private async startedTrace(runId: string): Promise<string | undefined> {
+    const [first] = await this.journal.readEvents(runId);
+    return first?.type === 'RunStarted' ? first.payload.trace?.traceparent : undefined;
   }
 
   /**

@@ -323,9 +323,10 @@ export interface Journal {
    * same workflow, input and queue: run id `retryRunId(runId)`, its RunStarted carrying `retry` (the reason and who),
    * `retryOf` set on it and `retriedTo` on the retried run, which keeps its journal. The workflow id then names the
    * new run (getRunByWorkflowId). A run already retried returns its retry (`created: false`). Throws UnknownRunError,
-   * or RunStateError for an open, completed or continued run, or a child.
+   * or RunStateError for an open, completed or continued run, or a child. `trace` goes into the new RunStarted
+   * (OpenTelemetry: Client.retry passes its span's context while tracing is on).
    */
-  retry(runId: string, options: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }>;
+  retry(runId: string, options: { reason: string; by?: string; trace?: NewRun['trace'] }): Promise<{ run: RunRecord; created: boolean }>;
 
   /** Records a worker's heartbeat (creates its row, or refreshes it): last seen now, by the journal's clock. */
   workerHeartbeat(worker: WorkerHeartbeat): Promise<void>;

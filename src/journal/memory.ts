@@ -506,7 +506,7 @@ export class MemoryJournal implements Journal {
     return { runs, nextCursor: rest.length > limit && last ? encodeCursor([last.depth, last.createdAt, last.runId]) : null };
   }
 
-  async retry(runId: string, o: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }> {
+  async retry(runId: string, o: { reason: string; by?: string; trace?: NewRun['trace'] }): Promise<{ run: RunRecord; created: boolean }> {
     const m = this.runs.get(runId);
     if (!m) throw new UnknownRunError(runId);
     const prev = m.record;
@@ -524,6 +524,7 @@ export class MemoryJournal implements Journal {
       // the same execution timeout, counted from the retry's start
       ...(started?.deadline !== undefined ? { deadline: now + Math.max(0, started.deadline - prev.createdAt) } : {}),
       retry,
+      ...(o.trace ? { trace: o.trace } : {}),
     });
     prev.retriedTo = next.record.runId;
     this.notify([next.record.runId]);

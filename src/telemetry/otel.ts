@@ -122,11 +122,25 @@ export interface ClientSpan {
   fail(error: unknown): void;
 }
 
+/** A span to link a client span to: a traceparent read from the journal (nothing when absent or malformed). */
+export interface SpanLinkTo {
+  traceparent: string | undefined;
+  attributes: Attributes;
+}
+
 /** A span of a client call, child of the caller's active span. Null (and free) when tracing is off. */
-export function clientSpan(name: 'skein.start' | 'skein.signal' | 'skein.cancel' | 'skein.terminate', attributes: Attributes): ClientSpan | null {
+export function clientSpan(
+  name: 'skein.start' | 'skein.signal' | 'skein.cancel' | 'skein.terminate' | 'skein.retry',
+  attributes: Attributes,
+  linkTo: readonly SpanLinkTo[] = [],
+): ClientSpan | null {
   if (!state) return null;
   const { api, tracer } = state;
-  const span = tracer.startSpan(name, { kind: api.SpanKind.PRODUCER, attributes }, api.context.active());
+  const links: Link[] = linkTo.flatMap((l) => {
+    const context = spanContextOf(l.traceparent);
+    return context ? [{ context, attributes: l.attributes }] : [];
+  });
+  const span = tracer.startSpan(name, { kind: api.SpanKind.PRODUCER, attributes, links }, api.context.active());
   return {
     trace: (rootRunId) => ({ traceparent: traceparentOf(span.spanContext()), rootRunId }),
     traceparent: () => traceparentOf(span.spanContext()),

@@ -9,7 +9,7 @@ import pino from 'pino';
 import * as api from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Client, disableOpenTelemetry, enableOpenTelemetry, MemoryJournal, openTelemetryEnabled, Worker } from '../../src/index.js';
-import { activities, otelParent, otelWaiter, spanRecord, workflows, type SpanRecord } from '../integration/fixtures/otel-workflows.js';
+import { activities, otelFailsOnce, otelParent, otelRetryingParent, otelWaiter, spanRecord, workflows, type SpanRecord } from '../integration/fixtures/otel-workflows.js';
 import { checkTrace } from '../support/otel-checks.js';
 import { freshPgJournal } from '../support/postgres.js';
 import type { Journal } from '../../src/journal/journal.js';
@@ -106,6 +106,86 @@ describe('OpenTelemetry spans (in-process)', () => {
     // The journal keeps the sender's context with the signal.
     const received = (await journal.readEvents(ref.runId)).filter((e) => e.type === 'SignalReceived');
     expect(received.map((e) => (e.payload as { traceparent?: string }).traceparent)).toEqual(sends.map((s) => `00-${s.traceId}-${s.spanId}-01`));
+  });
+
+  for (const kind of ['memory', 'postgres'] as const) it(`an operator's retry is a trace of its own, linked to the retried run's (${kind} journal)`, async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    await enableOpenTelemetry({ api, tracerProvider: provider });
+    let journal: Journal = new MemoryJournal();
+    if (kind === 'postgres') {
+      const pg = await freshPgJournal();
+      stops.push(pg.cleanup);
+      journal = pg.journal;
+    }
+    const worker = new Worker({ workflows, activities, journal, logger: silent, pollIntervalMs: 10, shutdownGraceMs: 100 });
+    worker.start();
+    stops.push(() => worker.shutdown());
+    const client = new Client(journal, { workflows, logger: silent });
+    const key = `operator-${kind}-${Date.now()}`;
+    const first = await client.start(otelFailsOnce, key, { workflowId: key });
+    await expect(client.result(first, { timeoutMs: 20_000 })).rejects.toThrow(/fails/);
+    const { run, created } = await client.retry(first.runId, 'fixed', { by: 'ops' });
+    expect(created).toBe(true);
+    expect(await client.result(run.runId, { timeoutMs: 20_000 })).toBe(key);
+
+    const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
+    const start = spans.find((s) => s.name === 'skein.start')!;
+    const retry = spans.find((s) => s.name === 'skein.retry')!;
+    expect(retry.attributes).toMatchObject({ 'skein.run_id': run.runId, 'skein.retry.previous_run_id': first.runId, 'skein.retry.reason': 'fixed', 'skein.created': true });
+    // A trace of its own (no active span here), linked to the span that started the retried run.
+    expect(retry.traceId).not.toBe(start.traceId);
+    expect(retry.links).toEqual([{ traceId: start.traceId, spanId: start.spanId, attributes: { 'skein.link': 'retry', 'skein.run_id': first.runId } }]);
+    // Each run's activations are in its own trace, under its own client span.
+    const activations = (runId: string) => spans.filter((s) => s.name.startsWith('skein.activation') && s.attributes['skein.run_id'] === runId);
+    expect(activations(first.runId).length).toBeGreaterThan(0);
+    expect(activations(run.runId).length).toBeGreaterThan(0);
+    for (const s of activations(first.runId)) expect([s.traceId, s.parentSpanId]).toEqual([start.traceId, start.spanId]);
+    for (const s of activations(run.runId)) {
+      expect([s.traceId, s.parentSpanId]).toEqual([retry.traceId, retry.spanId]);
+      expect(s.attributes['skein.root_run_id']).toBe(run.runId);
+    }
+    const [started] = await journal.readEvents(run.runId);
+    expect(started!.payload).toMatchObject({ retry: { previousRunId: first.runId, reason: 'fixed', by: 'ops' }, trace: { traceparent: `00-${retry.traceId}-${retry.spanId}-01`, rootRunId: run.runId } });
+  });
+
+  it("a child retried by its retry policy stays in its parent's trace, under the activation that scheduled the retry", async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    await enableOpenTelemetry({ api, tracerProvider: provider });
+    const journal = new MemoryJournal();
+    const worker = new Worker({ workflows, activities, journal, logger: silent, pollIntervalMs: 10, shutdownGraceMs: 100 });
+    worker.start();
+    stops.push(() => worker.shutdown());
+    const client = new Client(journal, { workflows, logger: silent });
+    const key = `policy-${Date.now()}`;
+    const ref = await client.start(otelRetryingParent, key, { workflowId: key });
+    expect(await client.result(ref, { timeoutMs: 20_000 })).toBe(key);
+
+    const { runs } = await journal.listRuns({ rootRunId: ref.runId, limit: 100 });
+    const kids = runs.filter((r) => r.parentRunId === ref.runId).sort((a, b) => a.workflowId.length - b.workflowId.length);
+    expect(kids.map((k) => [k.workflowId.endsWith('~2'), k.status])).toEqual([
+      [false, 'failed'],
+      [true, 'completed'],
+    ]);
+    const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
+    expect(new Set(spans.map((s) => s.traceId)).size).toBe(1);
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    for (const [attempt, kid] of kids.entries()) {
+      const mine = spans.filter((s) => s.name.startsWith('skein.activation') && s.attributes['skein.run_id'] === kid.runId);
+      expect(mine.length).toBeGreaterThan(0);
+      // attempt 2 starts after its backoff: never inline, so its spans hang under the span that scheduled it
+      if (attempt === 1) expect(mine.some((s) => s.attributes['skein.inline'] === true)).toBe(false);
+      for (const s of mine) {
+        const parent = byId.get(s.parentSpanId!)!;
+        expect(parent.attributes['skein.run_id']).toBe(ref.runId);
+        // (an inline attempt's span hangs under the activation that ran it; a handed-over one's under the scheduler)
+        if (s.attributes['skein.inline'] !== true) {
+          expect(parent.events.find((e) => e.name === 'skein.child.scheduled' && e.attributes['skein.child_run_id'] === kid.runId)?.attributes['skein.attempt']).toBe(attempt + 1);
+        }
+        expect(s.attributes['skein.root_run_id']).toBe(ref.runId);
+      }
+    }
   });
 
   it('signals and cancel cascades get a span', async () => {

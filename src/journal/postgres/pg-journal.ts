@@ -599,7 +599,7 @@ export class PgJournal implements Journal {
     return { runs, nextCursor: rows.length > limit && last ? encodeCursor([last.depth, last.createdAt, last.runId]) : null };
   }
 
-  async retry(runId: string, o: { reason: string; by?: string }): Promise<{ run: RunRecord; created: boolean }> {
+  async retry(runId: string, o: { reason: string; by?: string; trace?: NewRun['trace'] }): Promise<{ run: RunRecord; created: boolean }> {
     await this.beforeWrite();
     return this.transaction(async (q) => {
       const locked = await this.sql.lockForRetry(q, runId);
@@ -616,6 +616,7 @@ export class PgJournal implements Journal {
         // the same execution timeout, counted from the retry's start
         deadline: locked.deadline === null ? null : now + Math.max(0, locked.deadline - prev.createdAt),
         retryJson: JSON.stringify(retry),
+        traceJson: o.trace ? JSON.stringify(o.trace) : null,
       });
       return { run, created: true };
     });

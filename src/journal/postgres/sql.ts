@@ -1591,7 +1591,7 @@ export class Sql {
    * text and queue; retry_of set), its RunStarted (built here around the stored input, so its text is kept as
    * written), retried_to on the old run, and the announcement. Returns the new run.
    */
-  async insertRetry(q: Queryable, a: { prevRunId: string; runId: string; now: number; deadline: number | null; retryJson: string }): Promise<RunRecord> {
+  async insertRetry(q: Queryable, a: { prevRunId: string; runId: string; now: number; deadline: number | null; retryJson: string; traceJson?: string | null }): Promise<RunRecord> {
     const r = await q.query<RunRow>(
       `WITH prev AS (
          SELECT run_id, workflow_id, workflow, input, queue FROM ${this.s}.runs WHERE run_id = $1
@@ -1601,19 +1601,23 @@ export class Sql {
          SELECT $2, workflow_id, workflow, 'running', input, NULL, NULL, $2, 0, queue, $3::bigint, $3::bigint, 1, 'cancel', run_id FROM prev
          RETURNING ${RUN_COLUMNS}
        ), started AS (
-         -- the keys of runStartedPayload, in its order: workflow, workflowId, input, depth, deadline, retry
+         -- the keys of runStartedPayload, in its order: workflow, workflowId, input, depth, deadline, retry, trace
          INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
          SELECT $2, 1, 'RunStarted',
-                CASE WHEN $4::bigint IS NULL
+                CASE WHEN $4::bigint IS NULL AND $7::json IS NULL
                   THEN json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'retry', $5::json)
-                  ELSE json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'deadline', $4::bigint, 'retry', $5::json)
+                  WHEN $7::json IS NULL
+                  THEN json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'deadline', $4::bigint, 'retry', $5::json)
+                  WHEN $4::bigint IS NULL
+                  THEN json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'retry', $5::json, 'trace', $7::json)
+                  ELSE json_build_object('workflow', workflow, 'workflowId', workflow_id, 'input', input, 'depth', 0, 'deadline', $4::bigint, 'retry', $5::json, 'trace', $7::json)
                 END, $3::bigint
          FROM prev
        ), marked AS (
          UPDATE ${this.s}.runs SET retried_to = $2 WHERE run_id = $1
        )
        SELECT ins.*, pg_notify($6, ins.run_id) FROM ins`,
-      [a.prevRunId, a.runId, a.now, a.deadline, a.retryJson, this.channel],
+      [a.prevRunId, a.runId, a.now, a.deadline, a.retryJson, this.channel, a.traceJson ?? null],
     );
     return toRun(r.rows[0]!);
   }
