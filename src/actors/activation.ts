@@ -357,6 +357,8 @@ export interface ActivityCall {
   workflowId: string;
   /** Aborted by LocalWork (the run's cancel, its actor's end): the activity's `ctx.signal` follows it. */
   signal: AbortLatch;
+  /** Told of each failed attempt that is retried (OpenTelemetry attempt spans), when someone listens. */
+  onRetry?: (r: { attempt: number; error: unknown; delayMs: number }) => void;
 }
 
 function canRun(h: ActivationHost): (name: string) => boolean {
@@ -368,7 +370,12 @@ function activityRunner(h: ActivationHost): (engine: RunEngine, t: ActivityTask,
   const log = typeof (h.log as Partial<Logger>).child === 'function' ? (h.log as Logger) : undefined;
   const clock = h.host.journal.clock;
   return h.runActivity
-    ? (engine, t, signal) => h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal })
+    ? (engine, t, signal) => {
+        // A host's own runner (the simulator) gets attempt spans too: it reports retries through the call.
+        const traced = recordActivity(engine.run.runId, t);
+        if (!traced) return h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal });
+        return h.runActivity!(engine.run.runId, t, { workflowId: engine.run.workflowId, signal, onRetry: (r) => traced.retry(r) }).finally(() => traced.done());
+      }
     : (engine, t, signal) => {
         // OpenTelemetry (null when off): attempts are recorded here, emitted by the commit that journals the outcome.
         const traced = recordActivity(engine.run.runId, t);

@@ -7,6 +7,7 @@ import {
   loadEngine,
   LocalWork,
   type ActivationHost,
+  type ActivityCall,
   type FreshRun,
   type RunHost,
 } from '../actors/activation.js';
@@ -106,7 +107,11 @@ interface InFlight {
   task: ActivityTask;
   promise: Promise<NewEvent>;
   resolve: (d: NewEvent) => void;
+  /** Told of retried attempts when it runs (OpenTelemetry attempt spans, through the activation's runner). */
+  onRetry?: RetryListener;
 }
+
+type RetryListener = NonNullable<ActivityCall['onRetry']>;
 
 export class Simulation {
   readonly clock: ManualClock;
@@ -151,7 +156,7 @@ export class Simulation {
       queues: { includes: () => true },
       capacityLeft: () => capacity - this.held.size,
       afterCommit: (runId, result, timerAt, created) => this.afterCommit(runId, result, timerAt, created),
-      runActivity: (runId, task, call) => this.startActivity(runId, task, call?.signal),
+      runActivity: (runId, task, call) => this.startActivity(runId, task, call?.signal, call?.onRetry),
       settle: (p) => this.settle(p),
       budgetNow: () => this.clock.now(),
       // Every name runs here: scripted outcomes need no function, and an unknown one fails (UnknownActivityError)
@@ -222,7 +227,7 @@ export class Simulation {
     const f = this.inflight.get(a.runId)?.get(a.path);
     if (!f) throw new Error(`no pending activity at ${a.runId} ${a.path}`);
     this.inflight.get(a.runId)!.delete(a.path);
-    f.resolve(await this.finishActivity(a.runId, f.task));
+    f.resolve(await this.finishActivity(a.runId, f.task, f.onRetry));
     await f.promise; // (the run's local work has the result once this resumes: its callback was registered first)
     await this.activate(a.runId);
   }
@@ -319,9 +324,9 @@ export class Simulation {
   }
 
   /** The host's "run this activity now": quick ones are computed at once, the others wait for the scheduler. */
-  private startActivity(runId: string, task: ActivityTask, signal?: AbortLatch): Promise<NewEvent> {
+  private startActivity(runId: string, task: ActivityTask, signal?: AbortLatch, onRetry?: RetryListener): Promise<NewEvent> {
     if (this.options.quickActivity?.(this.call(runId, task))) {
-      const p = this.finishActivity(runId, task);
+      const p = this.finishActivity(runId, task, onRetry);
       this.quick.add(p);
       void p.finally(() => this.quick.delete(p));
       return p;
@@ -330,7 +335,7 @@ export class Simulation {
     const promise = new Promise<NewEvent>((r) => (resolve = r));
     let m = this.inflight.get(runId);
     if (!m) this.inflight.set(runId, (m = new Map()));
-    m.set(task.path, { task, promise, resolve });
+    m.set(task.path, { task, promise, resolve, ...(onRetry ? { onRetry } : {}) });
     // Aborted (a graceful cancel of its run): it ends at once, failed with the reason, as runActivity ends it.
     signal?.onAbort((reason) => {
       if (this.inflight.get(runId)?.get(task.path)?.promise !== promise) return;
@@ -345,8 +350,8 @@ export class Simulation {
     await Promise.race([p, Promise.all([...this.quick])]);
   }
 
-  private async finishActivity(runId: string, task: ActivityTask): Promise<NewEvent> {
-    return this.record(runId, task.path, await this.execute(runId, task));
+  private async finishActivity(runId: string, task: ActivityTask, onRetry?: RetryListener): Promise<NewEvent> {
+    return this.record(runId, task.path, await this.execute(runId, task, onRetry));
   }
 
   private record(runId: string, path: string, d: NewEvent): NewEvent {
@@ -357,7 +362,7 @@ export class Simulation {
     return d;
   }
 
-  private async execute(runId: string, task: ActivityTask): Promise<NewEvent> {
+  private async execute(runId: string, task: ActivityTask, onRetry?: RetryListener): Promise<NewEvent> {
     const scripted = this.options.activityOutcome?.(this.call(runId, task));
     if (scripted) {
       const closedAt = scripted.closedAt ?? this.clock.now();
@@ -366,7 +371,7 @@ export class Simulation {
           { type: 'ActivityCompleted', payload: { path: task.path, result: journalValue(scripted.value ?? null, `result of activity '${task.name}'`), closedAt, attempts: 1 } }
         : { type: 'ActivityFailed', payload: { path: task.path, error: serializeError(Object.assign(new Error(scripted.error.message), scripted.error)), closedAt, attempts: 1 } };
     }
-    return runActivity(this.registry, task, { clock: this.clock, delay: async () => {}, run: { runId, workflowId: this.call(runId, task).workflowId } });
+    return runActivity(this.registry, task, { clock: this.clock, delay: async () => {}, run: { runId, workflowId: this.call(runId, task).workflowId }, ...(onRetry ? { onRetry } : {}) });
   }
 
   /** What a worker does after a commit: run the children leased to it, arm the run's timer. */

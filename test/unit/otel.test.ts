@@ -13,6 +13,7 @@ import { activities, otelFailsOnce, otelParent, otelRetryingParent, otelWaiter, 
 import { checkTrace } from '../support/otel-checks.js';
 import { freshPgJournal } from '../support/postgres.js';
 import type { Journal } from '../../src/journal/journal.js';
+import { Simulation } from '../../src/testing/simulator.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -186,6 +187,39 @@ describe('OpenTelemetry spans (in-process)', () => {
         expect(s.attributes['skein.root_run_id']).toBe(ref.runId);
       }
     }
+  });
+
+  for (const quick of [false, true]) it(`the simulator (skein/testing) emits activity attempt spans as a worker does (${quick ? 'eager activities, inline children' : 'activities performed later'})`, async () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    await enableOpenTelemetry({ api, tracerProvider: provider });
+    const sim = new Simulation({ workflows, activities, ...(quick ? { quickActivity: () => true, inlineChildren: true } : {}) });
+    const runId = await sim.start(otelParent, { slow: 1, holdMs: 0 }, { workflowId: 'sim', runId: 'sim' });
+    await sim.runUntilIdle();
+    expect((await sim.run(runId)).status).toBe('completed');
+
+    const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
+    const byId = new Map(spans.map((s) => [s.spanId, s]));
+    // otelFlaky: attempt 1 failed (ERROR, its exception), attempt 2 succeeded, both under the parent's activation
+    // that journaled the outcome.
+    const flaky = spans.filter((s) => s.name === 'skein.activity otelFlaky');
+    expect(flaky.map((s) => [s.attributes['skein.activity.attempt'], s.status])).toEqual([
+      [1, 2],
+      [2, 0],
+    ]);
+    for (const s of flaky) {
+      const parent = byId.get(s.parentSpanId!)!;
+      expect([parent.name, parent.attributes['skein.run_id'], s.traceId]).toEqual(['skein.activation otelParent', runId, parent.traceId]);
+    }
+    // Every activity the journals completed has its one span per attempt, no more.
+    const journaled = [];
+    for (const r of sim.journal.allRuns()) {
+      for (const e of await sim.history(r.runId)) if (e.type === 'ActivityCompleted') journaled.push(`${r.runId} ${e.payload.path} ${e.payload.attempts}`);
+    }
+    const last = spans
+      .filter((s) => s.name.startsWith('skein.activity ') && s.status !== 2)
+      .map((s) => `${s.attributes['skein.run_id']} ${s.attributes['skein.activity.path']} ${s.attributes['skein.activity.attempt']}`);
+    expect(last.sort()).toEqual(journaled.sort());
   });
 
   it('signals and cancel cascades get a span', async () => {
