@@ -203,6 +203,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const heap0 = process.memoryUsage().heapUsed;
     let peak = heap0;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
+    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const t0 = performance.now();
     const r = await client.result<number>(await client.start(fanout, n, { workflowId: `w1-${n}-${k++}` }), { timeoutMs: 1_800_000 });
     const ms = performance.now() - t0;

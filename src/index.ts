@@ -51,7 +51,7 @@ export { Registry } from './runtime/registry.js';
 export { telemetry } from './runtime/telemetry.js';
 export type { TelemetryEvents, TelemetryName, ChildTelemetry } from './runtime/telemetry.js';
 export { enableOpenTelemetry, disableOpenTelemetry, openTelemetryEnabled } from './telemetry/otel.js';
-export type { OpenTelemetryOptions, TracerProviderLike, RunTrace } from './telemetry/otel.js';
+export type { OpenTelemetryOptions, TracerProviderLike, MeterProviderLike, RunTrace } from './telemetry/otel.js';
 export { MAX_PAYLOAD_CHARS } from './runtime/json.js';
 export type { Journal, RunRecord, RunStatus, Lease, WaitSpec, Clock, CancelResult, Inbox } from './journal/journal.js';
 export { retryRunId } from './journal/journal.js';

@@ -170,8 +170,8 @@ function closeOf(close: EngineClose): NonNullable<Commit['close']> {
 export interface StepOptions {
   /** Give up the lease in the same commit when nothing local is pending. */
   releaseWhenIdle: boolean;
-  /** Lease new children to this worker so it can run them at once. */
-  leaseChildren: boolean;
+  /** Lease new children to this worker so it can run them at once: all, or those the function picks (at commit). */
+  leaseChildren: boolean | ((output: ActivationOutput) => ReadonlySet<string>);
   /** Read the run's inbox (signals, cancel request). Default true. */
   checkInbox?: boolean;
   /** The inbox as read with the lease (acquireMany): used instead of reading it again. */
@@ -209,6 +209,12 @@ export async function step(
   const span = activationSpan(engine);
   try {
     const deliveries = await collectDeliveries(host, engine, local, options.checkInbox ?? true, options.inbox ?? null);
+    // A cancel request voids the run's lease (Journal.cancel). An activation that learns of one from the inbox, rather
+    // than with a lease granted after it, checks that its lease still holds before it runs the code's cleanup: eager
+    // activities would otherwise run here, fail to commit, and run again wherever the run goes next.
+    if (!options.inbox && deliveries.some((d) => d.type === 'CancelRequested')) {
+      await host.journal.renew(lease, Math.max(1000, lease.expiresAt - host.journal.clock.now()));
+    }
     let output = engine.activate(deliveries, host.journal.clock.now());
     span?.stamp(output);
     if (prepare && !output.close) output = await prepare(output);
@@ -229,7 +235,7 @@ export async function step(
       ...(host.engineOptions.maxChildDepth !== undefined ? { maxChildDepth: host.engineOptions.maxChildDepth } : {}),
       release,
       ...(stalled ? { stall: stalled.stall } : {}),
-      leaseChildren: options.leaseChildren,
+      leaseChildren: typeof options.leaseChildren === 'function' ? options.leaseChildren(output) : options.leaseChildren,
     });
     engine.markCommitted();
     // Telemetry of what this commit journaled (children started and closed), never of replayed history.
@@ -418,7 +424,21 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
     if (s) stalled = { stall: s.stall, timerAt: wait.timerAt };
     return s;
   };
-  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren: true, checkInbox: ctx.checkInbox, inbox: ctx.inbox ?? null, stall }, async (first) => {
+  // The children this worker will run: those prepared inline first, then as many as it has room for. The others are
+  // not leased here at all (announced to every worker) instead of leased and given back one by one.
+  const leaseChildren = (output: ActivationOutput): ReadonlySet<string> => {
+    const take = new Set<string>(prepared.keys());
+    let room = services.capacityLeft() - take.size;
+    const now = host.journal.clock.now();
+    for (const c of output.children) {
+      if (room <= 0) break;
+      if (c.completed || take.has(c.runId) || (c.startAt ?? now) > now || !services.queues.includes(c.queue) || !host.registry.hasWorkflow(c.workflow)) continue;
+      take.add(c.runId);
+      room--;
+    }
+    return take;
+  };
+  const result = await step(host, lease, engine, work.take(), { releaseWhenIdle: true, leaseChildren, checkInbox: ctx.checkInbox, inbox: ctx.inbox ?? null, stall }, async (first) => {
     let output = first;
     // The inline budget grows with the fan-out (20 ms per 200 children by default, at most INLINE_FANOUT_CAP_MS): a
     // child run inline costs a fraction of one handed over to its own actor, so a fixed budget would make the cost per

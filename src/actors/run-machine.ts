@@ -282,7 +282,8 @@ export const runMachine = setup({
     working: {
       always: { guard: 'hasNews', target: 'activating' },
       on: {
-        WAKE: { target: 'activating' },
+        // (noted: a wake-up brings news from outside, signals or a cancel request, so the activation reads the inbox)
+        WAKE: { target: 'activating', actions: 'noteWake' },
         ACTIVITY_DONE: { target: 'activating' },
       },
     },

@@ -160,8 +160,18 @@ export interface Commit {
    * the stalled activity's result (ActivityCompleted/ActivityFailed at its path) clears it, and so does a close.
    */
   stall?: RunStall | null;
-  /** Lease the new children to this lease's owner, for the same duration (the worker runs them directly). */
-  leaseChildren?: boolean;
+  /**
+   * Lease new children to this lease's owner, for the same duration (the worker runs them directly): every new child
+   * due now (true), or those of them in the set (a worker leases no more than it has room for: the others are
+   * announced to every worker at once, rather than leased here and given back one by one).
+   */
+  leaseChildren?: boolean | ReadonlySet<string>;
+}
+
+/** Whether a commit leases its new child `runId` to its own worker (Commit.leaseChildren). */
+export function leasesChild(c: Pick<Commit, 'leaseChildren'>, runId: string): boolean {
+  const l = c.leaseChildren;
+  return l === true || (typeof l === 'object' && l.has(runId));
 }
 
 export interface CommitResult {

@@ -33,6 +33,7 @@ import {
   type Inbox,
   type InboxSignal,
   type SignalInput,
+  leasesChild,
   retryRunId,
   WORKER_RETENTION_MS,
   type DescendantsQuery,
@@ -326,7 +327,7 @@ export class MemoryJournal implements Journal {
         continue;
       }
       // A retry due after its backoff is leased to nobody: whoever claims it at its start time runs it.
-      if (c.leaseChildren && (ch.startAt ?? now) <= now) childLeases.push(this.grant(cm, lease.owner, leaseMs));
+      if (leasesChild(c, ch.runId) && (ch.startAt ?? now) <= now) childLeases.push(this.grant(cm, lease.owner, leaseMs));
     }
 
     // After the children exist: a parent may signal a child it started in this same activation.
@@ -375,7 +376,7 @@ export class MemoryJournal implements Journal {
     }
     if (c.release || close || block) this.clearLease(m);
 
-    if (!c.leaseChildren) woken.push(...children.filter((ch) => !ch.completed && (ch.startAt ?? now) <= now).map((ch) => ch.runId));
+    woken.push(...children.filter((ch) => !ch.completed && (ch.startAt ?? now) <= now && !leasesChild(c, ch.runId)).map((ch) => ch.runId));
     if (wokeParent) woken.push(wokeParent);
     if (woken.length) this.notify(woken);
     if (stopped.length) this.notify(stopped, 'stop');
@@ -829,3 +830,4 @@ export class MemoryJournal implements Journal {
     for (const l of this.listeners) l(runIds, kind);
   }
 }
+

@@ -111,6 +111,19 @@ interface Leaf {
   closedAt: number;
   /** When the code started waiting on it (its decision's journal time): describe() says "since". */
   since?: number;
+  /** The flat barriers waiting on it, told when it settles (see Tally); dropped once it has. */
+  tallies?: Array<{ tally: Tally; leafIndex: number }>;
+}
+
+/**
+ * The running count of a flat barrier (a group whose members are all leaves, the shape of every fan-out): members
+ * still open, and the failure the barrier would throw (earliest close, then lowest leaf index). Kept up to date as
+ * leaves settle (RunEngine.settle), so evaluating a barrier of N children is O(1) until it completes, instead of a
+ * walk over N members each time one of them closes (a 10,000-child fan-out walked 50 million members).
+ */
+interface Tally {
+  open: number;
+  failed: (LeafState & { leafIndex: number }) | null;
 }
 
 interface ChildState extends Leaf {
@@ -158,6 +171,8 @@ type WaitNode =
       settled: boolean;
       keys: string[] | null; // object keys, or null for an array
       members: WaitNode[];
+      /** Only for a group whose members are all leaves. */
+      tally?: Tally;
     };
 
 type GroupResult = { state: 'open' } | { state: 'ok'; value: unknown } | { state: 'failed'; leaf: LeafState & { leafIndex: number } };
@@ -651,9 +666,9 @@ export class RunEngine {
       return groupOf(s, enclosingSettled);
     };
     const groupOf = (s: Shape, st: boolean): WaitNode => {
-      if (Array.isArray(s)) return { type: 'group', path, settled: st, keys: null, members: s.map((m) => build(m, st)) };
-      const keys = Object.keys(s as object);
-      return { type: 'group', path, settled: st, keys, members: keys.map((k) => build((s as Record<string, Shape>)[k]!, st)) };
+      const keys = Array.isArray(s) ? null : Object.keys(s as object);
+      const members = keys ? keys.map((k) => build((s as Record<string, Shape>)[k]!, st)) : (s as Shape[]).map((m) => build(m, st));
+      return withTally({ type: 'group', path, settled: st, keys, members });
     };
     return groupOf(shape, settled);
   }
@@ -700,8 +715,7 @@ export class RunEngine {
       const i = this.signalBuffer.findIndex((b) => b.name === cmd.name);
       if (i >= 0) {
         const [b] = this.signalBuffer.splice(i, 1);
-        w.outcome = { ok: true, value: b!.payload };
-        w.closedAt = this.clockNow;
+        settle(w, { ok: true, value: b!.payload }, this.clockNow);
       }
       return w;
     }
@@ -1089,8 +1103,7 @@ export class RunEngine {
           en.seenSignals.add(p.signalId);
           for (const w of en.signalWaits.values()) {
             if (!w.outcome && w.name === p.name) {
-              w.outcome = { ok: true, value: p.payload };
-              w.closedAt = p.closedAt;
+              settle(w, { ok: true, value: p.payload }, p.closedAt);
               return;
             }
           }
@@ -1120,15 +1133,13 @@ export class RunEngine {
           const w = en.signalWaits.get(p.path);
           if (w) {
             if (w.outcome) return;
-            w.closedAt = p.closedAt;
-            w.outcome = { ok: false, error: new SignalTimeoutError(w.name, w.timeoutMs) };
+            settle(w, { ok: false, error: new SignalTimeoutError(w.name, w.timeoutMs) }, p.closedAt);
             return;
           }
           const t = en.timers.get(p.path);
           if (!t) throw new CorruptJournalError(en.run.runId, `TimerFired for path ${p.path}, which started no timer`);
           if (t.outcome) return;
-          t.closedAt = p.closedAt;
-          t.outcome = { ok: true, value: undefined };
+          settle(t, { ok: true, value: undefined }, p.closedAt);
         },
       },
     };
@@ -1144,8 +1155,7 @@ export class RunEngine {
     if (c.outcome) return;
     if (p.childRunId !== c.currentRunId && type !== 'ChildTimedOut') return; // an earlier attempt's news
     if (this.retryChild(c, type, p)) return;
-    c.closedAt = p.closedAt;
-    c.outcome = type === 'ChildTimedOut' && c.timeoutValue ? { ok: true, value: c.timeoutValue.value } : outcome(c.ref);
+    settle(c, type === 'ChildTimedOut' && c.timeoutValue ? { ok: true, value: c.timeoutValue.value } : outcome(c.ref), p.closedAt);
     // The parent gave up on a child still open (its own deadline): close the child per its policy, in this commit.
     if (type === 'ChildTimedOut' && p.byParent && this.isLive()) {
       this.out.closeChildren.push({ runId: c.currentRunId, policy: c.policy });
@@ -1156,8 +1166,7 @@ export class RunEngine {
     const a = this.activities.get(p.path);
     if (!a) throw new CorruptJournalError(this.run.runId, `${type} for path ${p.path}, which scheduled no activity`);
     if (a.outcome) return;
-    a.closedAt = p.closedAt;
-    a.outcome = outcome(a);
+    settle(a, outcome(a), p.closedAt);
   }
 
   /** Settles what the generator waits on, if it can be: a value, or the error to throw (with its path). */
@@ -1223,12 +1232,48 @@ function newsRule<K extends DeliveryType>(rules: DeliveryRules, engine: RunEngin
   return rules[type].news(engine, payload);
 }
 
+/** Settles a leaf (once: outcomes never change) and tells the flat barriers waiting on it. */
+function settle(leaf: LeafState, outcome: Outcome, closedAt: number): void {
+  leaf.closedAt = closedAt;
+  leaf.outcome = outcome;
+  const tallies = leaf.tallies;
+  if (!tallies) return;
+  leaf.tallies = undefined;
+  for (const { tally, leafIndex } of tallies) tallyLeaf(tally, leaf, leafIndex);
+}
+
+/** Counts a settled leaf into a tally: one fewer open member; a failure competes for the barrier's error. */
+function tallyLeaf(t: Tally, leaf: LeafState, leafIndex: number): void {
+  t.open--;
+  if (leaf.outcome!.ok) return;
+  const f = t.failed;
+  if (!f || leaf.closedAt < f.closedAt || (leaf.closedAt === f.closedAt && leafIndex < f.leafIndex)) t.failed = { ...leaf, leafIndex } as LeafState & { leafIndex: number };
+}
+
+/** Gives a group whose members are all leaves its tally: counted once now, then kept by settle(). */
+function withTally(g: WaitNode & { type: 'group' }): WaitNode & { type: 'group' } {
+  if (!g.members.every((m) => m.type === 'leaf')) return g;
+  const tally: Tally = { open: g.members.length, failed: null };
+  for (const m of g.members as Array<WaitNode & { type: 'leaf' }>) {
+    if (m.leaf.outcome) tallyLeaf(tally, m.leaf, m.leafIndex);
+    else (m.leaf.tallies ??= []).push({ tally, leafIndex: m.leafIndex });
+  }
+  g.tally = tally;
+  return g;
+}
+
 /**
  * Evaluates a barrier group. An `all` group fails as soon as any leaf under it (outside nested allSettled groups)
  * has failed, choosing the earliest close, then the lowest leaf index; it succeeds when every member has. An
  * `allSettled` group settles when every member has settled.
  */
 function evalGroup(g: WaitNode & { type: 'group' }): GroupResult {
+  // A flat barrier answers from its tally until it completes (then its values are gathered, once).
+  const t = g.tally;
+  if (t) {
+    if (!g.settled && t.failed) return { state: 'failed', leaf: t.failed };
+    if (t.open > 0) return { state: 'open' };
+  }
   if (g.settled) {
     const values: unknown[] = [];
     for (const m of g.members) {
@@ -1244,6 +1289,13 @@ function evalGroup(g: WaitNode & { type: 'group' }): GroupResult {
     if (n.type === 'group') {
       if (n.settled) {
         if (settledValue(n) === OPEN) open = true;
+        return;
+      }
+      if (n.tally) {
+        // (a nested flat all(): its open count and its best failure are those of its leaves)
+        if (n.tally.open > 0) open = true;
+        const f = n.tally.failed;
+        if (f && (!chosen || f.closedAt < chosen.closedAt || (f.closedAt === chosen.closedAt && f.leafIndex < chosen.leafIndex))) chosen = f;
         return;
       }
       for (const m of n.members) visit(m);

@@ -1,5 +1,6 @@
 /**
- * OpenTelemetry traces for skein (docs/observability.md). Off by default, and then free: nothing here imports
+ * OpenTelemetry traces for skein, and the meter the workers' metrics use (src/worker/metrics.ts; see
+ * docs/observability.md). Off by default, and then free: nothing here imports
  * `@opentelemetry/api` (an optional peer dependency) until `enableOpenTelemetry()` is called, which loads it with a
  * dynamic import; until then every hook below is one `null` check.
  *
@@ -11,7 +12,10 @@
  *  - the trace context travels through the journal: `RunStarted.trace` (a W3C traceparent and the root run id) is
  *    written by `client.start` (a span of its own, child of the caller's active span) and, for a child, by the
  *    parent's activation (its span's context), so every activation of a run, on any worker, in any process, after
- *    any crash, is a child span of what started the run.
+ *    any crash, is a child span of what started the run;
+ *  - what is caused from another trace is linked, not parented: a signal carries its sender's traceparent into the
+ *    SignalReceived that journals it (a link on that activation's span), an operator's retry links its own span
+ *    (the new run's parent) to the retried run's context.
  */
 import type { Attributes, Context, Link, Meter, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { ActivationOutput, ActivityTask, RunEngine } from '../runtime/engine.js';

@@ -27,6 +27,7 @@ import {
   type RunStatus,
   type SignalInput,
   type WakeListener,
+  leasesChild,
   retryRunId,
   WORKER_RETENTION_MS,
   type DescendantsQuery,
@@ -411,7 +412,7 @@ export class PgJournal implements Journal {
       }
 
       const { childLeases, announce } = p.children.length
-        ? await this.createChildren(q, run, p, c.leaseChildren ? { owner: lease.owner, expiresAt: Math.max(now, lease.expiresAt) } : null, now)
+        ? await this.createChildren(q, run, p, c.leaseChildren ? { owner: lease.owner, expiresAt: Math.max(now, lease.expiresAt), only: (id) => leasesChild(c, id) } : null, now)
         : { childLeases: [], announce: [] };
 
       // After the children exist: a parent may signal a child it started in this same activation.
@@ -762,7 +763,7 @@ export class PgJournal implements Journal {
     q: Queryable,
     parent: LockedRun,
     p: PreparedCommit,
-    lease: { owner: string; expiresAt: number } | null,
+    lease: { owner: string; expiresAt: number; only: (runId: string) => boolean } | null,
     now: number,
   ): Promise<{ childLeases: Lease[]; announce: string[] }> {
     const rows: RunInsert[] = p.children.map((ch) => {
@@ -773,7 +774,8 @@ export class PgJournal implements Journal {
         errorJson: ch.completed.errorJson,
         lastSeq: 1 + ch.completed.events.length,
       };
-      return { ...ch, depth, startedJson: startedPayload({ ...ch, parentRunId: parent.runId }, ch.input, depth), ...(closed ? { closed } : {}) };
+      const unleased = lease && !closed && !lease.only(ch.runId);
+      return { ...ch, depth, startedJson: startedPayload({ ...ch, parentRunId: parent.runId }, ch.input, depth), ...(closed ? { closed } : {}), ...(unleased ? { unleased } : {}) };
     });
     const inserted = await this.sql.insertChildren(q, { runId: parent.runId, rootRunId: parent.rootRunId }, rows, lease, now);
     if (inserted.length < rows.length) {
@@ -807,7 +809,7 @@ export class PgJournal implements Journal {
       childLeases: inserted.flatMap((r) => (r.lease && !closed.has(r.runId) ? [r.lease] : [])),
       // children leased to this worker run here at once; the others are announced to every worker
       // (a retry due later is announced by nobody: the poll takes it at its start time)
-      announce: lease ? [] : inserted.filter((r) => !closed.has(r.runId) && !startsLater.has(r.runId)).map((r) => r.runId),
+      announce: inserted.filter((r) => !r.lease && !closed.has(r.runId) && !startsLater.has(r.runId)).map((r) => r.runId),
     };
   }
 

@@ -334,6 +334,8 @@ export interface RunInsert {
   startedJson: string;
   /** An inline child: inserted already closed (its events after RunStarted are inserted by the caller). */
   closed?: { status: ClosedStatus; resultJson: string; errorJson: string | null; lastSeq: number };
+  /** Not leased, even when the statement leases new children (the worker has no room for it). */
+  unleased?: boolean;
 }
 
 /**
@@ -370,7 +372,8 @@ function childrenDocument(children: Array<RunInsert & { parentRunId?: string | n
       ',"started":' + c.startedJson + ',"policy":' + str(c.parentClosePolicy) + ',"start_at":' + (c.startAt ?? 'null') +
       ',"status":' + str(c.closed?.status ?? null) + ',"result":' + (c.closed ? c.closed.resultJson : 'null') +
       ',"error":' + (c.closed?.errorJson ?? 'null') + ',"last_seq":' + (c.closed?.lastSeq ?? 'null') +
-      (c.rootRunId !== undefined ? ',"parent_run_id":' + str(c.parentRunId ?? null) + ',"root_run_id":' + str(c.rootRunId) : '') + '}';
+      (c.rootRunId !== undefined ? ',"parent_run_id":' + str(c.parentRunId ?? null) + ',"root_run_id":' + str(c.rootRunId) : '') +
+      (c.unleased ? ',"unleased":true' : '') + '}';
   }
   return out + ']';
 }
@@ -898,8 +901,8 @@ export class Sql {
          -- one json document, payloads spliced in as written (see eventsDocument)
          SELECT * FROM ROWS FROM (json_to_recordset($1::json) AS (
              run_id text, workflow_id text, workflow text, input json, call_id text, queue text, depth integer, started json,
-             policy text, start_at bigint, status text, result json, error json, last_seq integer))
-           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, status, result, error, last_seq, ord)
+             policy text, start_at bigint, status text, result json, error json, last_seq integer, unleased boolean))
+           WITH ORDINALITY AS k(run_id, workflow_id, workflow, input, call_id, queue, depth, started, policy, start_at, status, result, error, last_seq, unleased, ord)
        ), ins AS (
          -- An inline child (status given) goes in closed: no lease, never due. The others are open and due, at once
          -- or (a retry after its backoff) at start_at; only those due now are leased to the parent's worker: an attempt
@@ -909,9 +912,9 @@ export class Sql {
                                      result, error, closed_at)
          -- (json_to_recordset turns a JSON null into SQL NULL: a null input is the JSON value null)
          SELECT run_id, workflow_id, workflow, coalesce(status, 'running'), coalesce(input, 'null'::json), $2, call_id, $3, depth, queue,
-                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint THEN $4::text END,
-                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint AND $4::text IS NOT NULL THEN gen_random_uuid()::text END,
-                CASE WHEN status IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint THEN $5::bigint END,
+                CASE WHEN status IS NULL AND unleased IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint THEN $4::text END,
+                CASE WHEN status IS NULL AND unleased IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint AND $4::text IS NOT NULL THEN gen_random_uuid()::text END,
+                CASE WHEN status IS NULL AND unleased IS NULL AND coalesce(start_at, $6::bigint) <= $6::bigint AND $4::text IS NOT NULL THEN $5::bigint END,
                 CASE WHEN status IS NULL THEN coalesce(start_at, $6::bigint) END, $6::bigint, coalesce(last_seq, 1), policy,
                 CASE WHEN status IS NULL THEN NULL ELSE coalesce(result, 'null'::json) END, error,
                 CASE WHEN status IS NULL THEN NULL ELSE $6::bigint END
