@@ -204,11 +204,17 @@ export class WorkerMetrics {
    */
   private bound(): OtelBinding | null {
     const m = otelMeter();
-    if (!m) return null;
+    if (!m) return this.otel ? this.unbind() : null; // (disableOpenTelemetry(): the gauges are no longer observed)
     if (this.otel?.generation === m.generation) return this.otel;
-    this.otel?.unobserve();
+    this.unbind();
     this.otel = this.closed ? null : this.bind(m);
     return this.otel;
+  }
+
+  private unbind(): null {
+    this.otel?.unobserve();
+    this.otel = null;
+    return null;
   }
 
   private bind({ meter, generation }: OtelMeter): OtelBinding {
@@ -250,8 +256,7 @@ export class WorkerMetrics {
   /** The worker stopped: its gauges are no longer observed (the meter would keep calling it otherwise). */
   close(): void {
     this.closed = true;
-    this.otel?.unobserve();
-    this.otel = null;
+    this.unbind();
   }
 
   /** The Prometheus text exposition of every metric. */

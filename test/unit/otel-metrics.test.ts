@@ -131,6 +131,43 @@ describe('worker metrics as OpenTelemetry metrics', () => {
     expect(reads).toBe(1);
   });
 
+  it('a second enableOpenTelemetry() moves the worker to the new meter; disableOpenTelemetry() stops it', async () => {
+    const [r1, r2] = [new ManualReader(), new ManualReader()];
+    await enableOpenTelemetry({ api, meterProvider: new MeterProvider({ readers: [r1] }) });
+    const metrics = new WorkerMetrics(() => ({ activeRuns: 1, cachedEngines: 0, cacheHits: 0, cacheMisses: 0, activationsEnded: {} }), 'w-move');
+    metrics.activations.inc();
+    await enableOpenTelemetry({ api, meterProvider: new MeterProvider({ readers: [r2] }) });
+    metrics.activations.inc({}, 2);
+    expect(points((await collect(r1)).get('skein.activations'), 'w-move')).toEqual({ '': 1 });
+    expect(points((await collect(r1)).get('skein.runs.active'), 'w-move')).toEqual({}); // no longer observed there
+    const second = await collect(r2);
+    expect(points(second.get('skein.activations'), 'w-move')).toEqual({ '': 2 });
+    expect(points(second.get('skein.runs.active'), 'w-move')).toEqual({ '': 1 });
+    disableOpenTelemetry();
+    metrics.activations.inc();
+    expect(points((await collect(r2)).get('skein.activations'), 'w-move')).toEqual({ '': 2 });
+    metrics.close();
+  });
+
+  it('two workers in one process record into the same instruments, told apart by skein.worker_id', async () => {
+    const reader = new ManualReader();
+    await enableOpenTelemetry({ api, meterProvider: new MeterProvider({ readers: [reader] }) });
+    const source = (activeRuns: number) => () => ({ activeRuns, cachedEngines: 0, cacheHits: 0, cacheMisses: 0, activationsEnded: {} });
+    const a = new WorkerMetrics(source(1), 'w-a');
+    const b = new WorkerMetrics(source(2), 'w-b');
+    a.runsClosed.inc({ status: 'completed' });
+    b.runsClosed.inc({ status: 'failed' }, 2);
+    b.commitSeconds.observe({}, 0.003);
+    const otel = await collect(reader);
+    expect(points(otel.get('skein.runs.closed'), 'w-a', 'status')).toEqual({ completed: 1 });
+    expect(points(otel.get('skein.runs.closed'), 'w-b', 'status')).toEqual({ failed: 2 });
+    expect(points(otel.get('skein.commit.duration'), 'w-b')).toEqual({ '': 1 });
+    expect(points(otel.get('skein.runs.active'), 'w-a')).toEqual({ '': 1 });
+    expect(points(otel.get('skein.runs.active'), 'w-b')).toEqual({ '': 2 });
+    a.close();
+    b.close();
+  });
+
   it('off: the meter gets nothing; enabled after the worker started: recorded from then on', async () => {
     const reader = new ManualReader();
     const meterProvider = new MeterProvider({ readers: [reader] });
