@@ -49,10 +49,11 @@ interface ObservedDef {
   otel: string;
   unit: string;
   help: string;
-  /** A number, or numbers by the value of `label`. */
+  /** Its value, from what the worker reports. */
   read(s: MetricsSource): number;
   label?: never;
 }
+/** The same, by the value of one label (Prometheus: `label`; OTel: the attribute `skein.<label>`). */
 interface ObservedByLabelDef extends Omit<ObservedDef, 'read' | 'label'> {
   label: string;
   read(s: MetricsSource): Record<string, number>;
