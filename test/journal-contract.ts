@@ -840,6 +840,29 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect(await isDue(parent.runId)).toBe(true);
       });
 
+      it('onAllClosed over some of the open children: the others closing, even failing, neither count nor wake', async () => {
+        // (a barrier over every open child is stored as a flag on PostgreSQL, migration 11; this one is not)
+        const kids = ['a', 'b', 'other'].map((k) => childRun('p', k));
+        const { parent, lease, seq } = await withChildren('p', kids);
+        const listed = ['run-p-a', 'run-p-b'];
+        await suspend(lease, seq, { onFailure: listed, onAllClosed: listed });
+        expect((await closeRun('run-p-other', 'failed', { error: boom })).wokeParent).toBeNull();
+        expect((await closeRun('run-p-a', 'completed')).wokeParent).toBeNull();
+        expect(await isDue(parent.runId)).toBe(false);
+        expect((await closeRun('run-p-b', 'completed')).wokeParent).toBe(parent.runId);
+      });
+
+      it('onAllClosed over every open child, some closed already: the last open one wakes the parent', async () => {
+        const kids = ['a', 'b', 'c'].map((k) => childRun('p', k));
+        const { parent, lease, seq } = await withChildren('p', kids);
+        await closeRun('run-p-a', 'completed');
+        // the engine still lists a (its outcome not yet delivered) with the open ones
+        await suspend(lease, seq, { onFailure: kids.map((k) => k.runId), onAllClosed: kids.map((k) => k.runId) });
+        expect(await isDue(parent.runId)).toBe(false);
+        expect((await closeRun('run-p-b', 'completed')).wokeParent).toBeNull();
+        expect((await closeRun('run-p-c', 'completed')).wokeParent).toBe(parent.runId);
+      });
+
       it('onAllClosed with onFailure: the first failure wakes the parent before the others close', async () => {
         const kids = ['a', 'b'].map((k) => childRun('p', k));
         const { parent, lease, seq } = await withChildren('p', kids);

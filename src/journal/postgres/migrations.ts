@@ -290,6 +290,21 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE ${s}.inbox ADD COLUMN traceparent text;
     `,
   },
+  {
+    version: 11,
+    name: 'a barrier over all of a run\'s open children is a flag, not a list',
+    sql: (s) => `
+      -- A parent waiting on all() of N children stored the N run ids in wait_on_all_closed (and wait_on_failure), and
+      -- every close of one of them tested membership with = ANY(...) and rewrote the parent's row, list included:
+      -- O(N) per close, so a 100,000-child fan-out did O(N^2) work and rewrote megabytes per batch of closes. When the
+      -- list covers every open child of the run (a fan-out, the usual case), the wait stores a flag instead and the
+      -- children's closes test their parent link: membership is then "an open child of this run" (Sql.suspendRun
+      -- checks the list covers them all, under the parent's lock; only the parent's own commits create its children).
+      -- Constant defaults: adding the columns rewrites no row.
+      ALTER TABLE ${s}.runs ADD COLUMN wait_all_children boolean NOT NULL DEFAULT false,
+                            ADD COLUMN wait_fail_children boolean NOT NULL DEFAULT false;
+    `,
+  },
 ];
 
 /**

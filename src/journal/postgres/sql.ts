@@ -140,6 +140,7 @@ const OPEN = `('running', 'blocked')`;
 /** What a run closed from outside loses: its wait, its lease, its cancel request. */
 const CLEARED = `next_wakeup_at = NULL,
          wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false, wait_all_open = 0,
+         wait_all_children = false, wait_fail_children = false,
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
          cancel_reason = NULL, cancel_deadline = NULL, cancel_requested_at = NULL, cancel_journaled = false, waits = NULL, stall = NULL`;
 
@@ -980,8 +981,11 @@ export class Sql {
          cancel_journaled = r.cancel_journaled OR $10::boolean,
          wait_timer_at = $3::bigint,
          wait_on_close = $4::text[],
-         wait_on_failure = $5::text[],
-         wait_on_all_closed = $6::text[],
+         -- (a list that covers every open child of the run is stored as a flag: migration 11)
+         wait_on_failure = CASE WHEN kids.fail_all THEN '{}' ELSE $5::text[] END,
+         wait_on_all_closed = CASE WHEN kids.all_all THEN '{}' ELSE $6::text[] END,
+         wait_fail_children = kids.fail_all,
+         wait_all_children = kids.all_all,
          wait_all_open = ao.n,
          wait_busy = $7::boolean,
          next_wakeup_at = CASE
@@ -997,7 +1001,11 @@ export class Sql {
          lease_token = CASE WHEN $9::boolean THEN NULL ELSE r.lease_token END,
          lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END,
          waits = coalesce($11::json, r.waits)
-       FROM (SELECT count(*)::int AS n FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) AS ao
+       FROM (SELECT count(*)::int AS n FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) AS ao,
+            -- whether the lists name every open child of the run (the run is locked: no child of it appears meanwhile)
+            (SELECT cardinality($6::text[]) > 0 AND count(*) FILTER (WHERE c.run_id = ANY($6::text[])) = count(*) AS all_all,
+                    cardinality($5::text[]) > 0 AND count(*) FILTER (WHERE c.run_id = ANY($5::text[])) = count(*) AS fail_all
+             FROM ${this.s}.runs c WHERE c.parent_run_id = $1 AND c.status IN ('running', 'blocked')) AS kids
        WHERE r.run_id = $1
        RETURNING ${pending.replace('$10::boolean', 'false')} AS announce`,
       [a.runId, a.lastSeq, a.wait.timerAt, a.wait.onClose, a.wait.onFailure, a.wait.onAllClosed, a.wait.busy, a.now, a.release, a.cancelJournaled, a.waitsJson],
@@ -1030,6 +1038,7 @@ export class Sql {
       `UPDATE ${this.s}.runs SET
          status = 'blocked', error = $2::json, last_seq = $3, next_wakeup_at = NULL, cancel_journaled = cancel_journaled OR $4::boolean,
          wait_timer_at = NULL, wait_on_close = '{}', wait_on_failure = '{}', wait_on_all_closed = '{}', wait_busy = false,
+         wait_all_children = false, wait_fail_children = false,
          lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, waits = NULL, stall = NULL
        WHERE run_id = $1`,
       [a.runId, a.errorJson, a.lastSeq, a.cancelJournaled],
@@ -1058,8 +1067,8 @@ export class Sql {
          SELECT * FROM unnest($1::text[], $2::text[], $3::boolean[]) AS c(parent_id, child_id, failed)
        ), agg AS (
          SELECT p.run_id,
-                count(*) FILTER (WHERE c.child_id = ANY(p.wait_on_all_closed))::int AS all_hits,
-                bool_or(c.child_id = ANY(p.wait_on_close) OR (c.failed AND c.child_id = ANY(p.wait_on_failure))) AS direct
+                count(*) FILTER (WHERE p.wait_all_children OR c.child_id = ANY(p.wait_on_all_closed))::int AS all_hits,
+                bool_or(c.child_id = ANY(p.wait_on_close) OR (c.failed AND (p.wait_fail_children OR c.child_id = ANY(p.wait_on_failure)))) AS direct
          FROM ${this.s}.runs p JOIN c ON c.parent_id = p.run_id
          WHERE p.status IN ${OPEN}
          GROUP BY p.run_id
@@ -1116,14 +1125,16 @@ export class Sql {
          -- therefore only names the row (true in every version), so the update is re-applied to the newest version
          -- (READ COMMITTED re-evaluation), and every condition on the wait lives in the SET list, evaluated on it.
          UPDATE ${this.s}.runs p SET
-           wait_all_open = CASE WHEN p.status IN ${OPEN} AND $1 = ANY(p.wait_on_all_closed) THEN p.wait_all_open - 1 ELSE p.wait_all_open END,
+           wait_all_open = CASE WHEN p.status IN ${OPEN} AND (p.wait_all_children OR $1 = ANY(p.wait_on_all_closed)) THEN p.wait_all_open - 1 ELSE p.wait_all_open END,
            next_wakeup_at = CASE
-             WHEN p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND $1 = ANY(p.wait_on_failure)) OR ($1 = ANY(p.wait_on_all_closed) AND p.wait_all_open <= 1))
+             WHEN p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND (p.wait_fail_children OR $1 = ANY(p.wait_on_failure)))
+                                         OR ((p.wait_all_children OR $1 = ANY(p.wait_on_all_closed)) AND p.wait_all_open <= 1))
              THEN LEAST(p.next_wakeup_at, $4::bigint) ELSE p.next_wakeup_at END
          FROM ok
          WHERE p.run_id = ok.parent_run_id
          RETURNING p.run_id,
-           (p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND $1 = ANY(p.wait_on_failure)) OR ($1 = ANY(p.wait_on_all_closed) AND p.wait_all_open <= 0))) AS woke
+           (p.status IN ${OPEN} AND ($1 = ANY(p.wait_on_close) OR ($10::boolean AND (p.wait_fail_children OR $1 = ANY(p.wait_on_failure)))
+                                 OR ((p.wait_all_children OR $1 = ANY(p.wait_on_all_closed)) AND p.wait_all_open <= 0))) AS woke
        )
        SELECT EXISTS (SELECT 1 FROM cl) AS written,
               (SELECT json_build_object('status', me.status, 'lease_token', me.lease_token, 'last_seq', me.last_seq, 'has_kids', me.has_kids,
