@@ -193,7 +193,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   }
 
   // ---- W1 and W1io (W1io's ratio needs W1 at 1,000) ----
-  const sizes = !wanted('W1') && !wanted('W1io') ? [] : !wanted('W1') ? [1000] : [1000, 10_000, ...(process.env.BENCH_100K ? [100_000] : [])];
+  const sizes = process.env.BENCH_W1_SIZES ? process.env.BENCH_W1_SIZES.split(",").map(Number) : !wanted('W1') && !wanted('W1io') ? [] : !wanted('W1') ? [1000] : [1000, 10_000, ...(process.env.BENCH_100K ? [100_000] : [])];
   const perChild = new Map<number, number>();
   const worker = newWorker(journal);
   worker.start();

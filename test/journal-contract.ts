@@ -1442,6 +1442,16 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         );
       };
 
+      it('a run that continued closes its inherited open children by policy, even when its writer says it started none', async () => {
+        // (Commit.childless is the writer's word that the run never started a child: true of run-q2's own code, yet it
+        // inherited run-q's open child, which must still follow its parent-close policy)
+        const { lease } = await withChildren('q', [childRun('q', 'kid', { parentClosePolicy: 'terminate' })]);
+        await continueAs('run-q', 'run-q2', null, lease);
+        const l2 = await mustAcquire('run-q2');
+        await journal.commit(l2, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: null } }], close: { status: 'completed' }, childless: true }));
+        expect(await statusOf('run-q-kid')).toBe('terminated');
+      });
+
       it('closes the run as continued and starts the next run of the same workflow id, which takes over open children and the inbox', async () => {
         const { parent, lease: pLease, seq } = await withChildren('p', [childRun('p', 'c', { parentClosePolicy: 'terminate' })]);
         await suspend(pLease, seq, { onClose: ['run-p-c'] });

@@ -229,7 +229,7 @@ export async function step(
       children: output.children,
       wait,
       ...(output.close ? {} : { waits: engine.openWaits(STORED_WAITS_LIMIT) }),
-      ...(output.close ? { close: closeOf(output.close) } : {}),
+      ...(output.close ? { close: closeOf(output.close), ...(engine.startedChildren ? {} : { childless: true }) } : {}),
       ...(output.signals.length ? { signals: output.signals } : {}),
       ...(output.closeChildren.length ? { closeChildren: output.closeChildren } : {}),
       ...(host.engineOptions.maxChildDepth !== undefined ? { maxChildDepth: host.engineOptions.maxChildDepth } : {}),

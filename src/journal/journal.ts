@@ -145,6 +145,12 @@ export interface Commit {
    * id (`next`) and moves open children and undelivered signals to it.
    */
   close?: { status: ClosedStatus; result?: unknown; error?: SerializedError; next?: NewRun };
+  /**
+   * The run has never started a child, so its close has no open children to look for (the writer knows it from the
+   * journal; on PostgreSQL the search is a scan the planner may misjudge when one parent has most rows as children).
+   * A run that continued from another still has the children it inherited: the journal looks for them anyway.
+   */
+  childless?: boolean;
   /** Signals to other runs (a parent to its children), exactly once by signal id. A closed target drops them. */
   signals?: { runId: string; signalId: string; name: string; payload: unknown }[];
   /** Children this run stopped waiting for (timeouts), closed per policy in this transaction. */

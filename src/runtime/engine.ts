@@ -402,6 +402,11 @@ export class RunEngine {
     return this.cancelState !== null;
   }
 
+  /** Whether the run has ever started a child (a close with none has no open children to apply policies to). */
+  get startedChildren(): boolean {
+    return this.childByPath.size > 0;
+  }
+
   /** The reason of the journaled (or just delivered) cancel request, or null. */
   get cancelReason(): string | null {
     return this.cancelState?.reason ?? null;

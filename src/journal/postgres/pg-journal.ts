@@ -331,7 +331,7 @@ export class PgJournal implements Journal {
       await this.sql.insertEventsMany(q, events, now, received);
       const withChildren = await this.sql.closeRuns(
         q,
-        ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson })),
+        ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson, childless: !!b.commit.childless })),
         now,
       );
       const stop: string[] = [];
@@ -369,6 +369,7 @@ export class PgJournal implements Journal {
       now: this.now(),
       events: p.events,
       received: p.received,
+      childless: !!c.childless,
       status: p.close!.status,
       resultJson: p.close!.resultJson,
       errorJson: p.close!.errorJson,
@@ -431,6 +432,7 @@ export class PgJournal implements Journal {
           errorJson: p.close.errorJson,
           now,
           continuedTo: next?.run.runId ?? null,
+          childless: !!c.childless,
         });
         if (!run.parentRunId) after.closed.push(run.runId); // (Client.result: a root that continued is followed)
         if (next) {
