@@ -111,7 +111,7 @@ function gc(): void {
 
 function newWorker(journal: PgJournal): Worker {
   // The defaults of `skein worker` (concurrency 1,000, lease 30 s, poll 1 s); quiet logs.
-  return new Worker({ workflows, activities, journal, logger: pino({ level: 'warn' }) });
+  return new Worker({ workflows, activities, journal, logger: pino({ level: 'warn' }), ...(process.env.BENCH_MAX_ACT ? { maxActivations: Number(process.env.BENCH_MAX_ACT) } : {}) });
 }
 
 /** The workloads to run (BENCH_ONLY=W4,W5,W1,W1io; default all). */
