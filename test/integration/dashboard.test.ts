@@ -1,7 +1,9 @@
 /**
  * The web dashboard in a real browser: Debian's Chromium driven by playwright-core, a real worker on a real
- * PostgreSQL (fresh schema). Screenshots of each page go to docs/dashboard/*.png (committed: docs/dashboard.md shows
- * them). Without Chromium the browser tests skip, loudly; the token rules are checked over HTTP either way.
+ * PostgreSQL (fresh schema). Screenshots of each page are taken every run; they replace docs/dashboard/*.png (committed:
+ * docs/dashboard.md shows them) only with SKEIN_UPDATE_SCREENSHOTS=1, so that a test run leaves the checkout clean
+ * (run ids and times differ every run). Without Chromium the browser tests skip, loudly; the token rules are checked
+ * over HTTP either way.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -21,7 +23,7 @@ import { repoRoot, waitFor } from './fixtures/processes.js';
 import * as fx from './fixtures/dashboard-workflows.js';
 
 const CHROMIUM = process.env.SKEIN_CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-const SHOTS = path.join(repoRoot, 'docs/dashboard');
+const SHOTS = process.env.SKEIN_UPDATE_SCREENSHOTS === '1' ? path.join(repoRoot, 'docs/dashboard') : path.join(tmpdir(), `skein-dashboard-shots-${process.pid}`);
 if (!CHROMIUM) {
   console.warn('\n*** skein tests: NO CHROMIUM FOUND (/usr/bin/chromium): the dashboard browser tests are SKIPPED. Install it: apt-get install -y chromium ***\n');
 }
