@@ -67,7 +67,8 @@ describe('OpenTelemetry spans (in-process)', () => {
     });
   }
 
-  for (const kind of ['memory', 'postgres'] as const) it(`the activation that journals a signal links to the client's skein.signal span (${kind} journal)`, async () => {
+  /** Spans on, an in-memory exporter, a worker and a client on the given journal (cleaned up after the test). */
+  async function tracedWorker(kind: 'memory' | 'postgres'): Promise<{ exporter: InMemorySpanExporter; journal: Journal; worker: Worker; client: Client }> {
     const exporter = new InMemorySpanExporter();
     const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
     await enableOpenTelemetry({ api, tracerProvider: provider });
@@ -80,7 +81,11 @@ describe('OpenTelemetry spans (in-process)', () => {
     const worker = new Worker({ workflows, activities, journal, logger: silent, pollIntervalMs: 10, shutdownGraceMs: 100 });
     worker.start();
     stops.push(() => worker.shutdown());
-    const client = new Client(journal, { workflows, logger: silent });
+    return { exporter, journal, worker, client: new Client(journal, { workflows, logger: silent }) };
+  }
+
+  for (const kind of ['memory', 'postgres'] as const) it(`the activation that journals a signal links to the client's skein.signal span (${kind} journal)`, async () => {
+    const { exporter, journal, worker, client } = await tracedWorker(kind);
     const ref = await client.start(otelWaiter, undefined, { workflowId: 'waiter' });
     await worker.idle();
     // (no active span here: each skein.signal span starts a trace of its own, not the run's)
@@ -110,19 +115,7 @@ describe('OpenTelemetry spans (in-process)', () => {
   });
 
   for (const kind of ['memory', 'postgres'] as const) it(`an operator's retry is a trace of its own, linked to the retried run's (${kind} journal)`, async () => {
-    const exporter = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    await enableOpenTelemetry({ api, tracerProvider: provider });
-    let journal: Journal = new MemoryJournal();
-    if (kind === 'postgres') {
-      const pg = await freshPgJournal();
-      stops.push(pg.cleanup);
-      journal = pg.journal;
-    }
-    const worker = new Worker({ workflows, activities, journal, logger: silent, pollIntervalMs: 10, shutdownGraceMs: 100 });
-    worker.start();
-    stops.push(() => worker.shutdown());
-    const client = new Client(journal, { workflows, logger: silent });
+    const { exporter, journal, client } = await tracedWorker(kind);
     const key = `operator-${kind}-${Date.now()}`;
     const first = await client.start(otelFailsOnce, key, { workflowId: key });
     await expect(client.result(first, { timeoutMs: 20_000 })).rejects.toThrow(/fails/);
