@@ -129,7 +129,8 @@ interface Tally {
 interface ChildState extends Leaf {
   readonly kind: 'child';
   readonly ref: ChildRef;
-  readonly handle: ChildHandle<unknown>;
+  /** Its handle, made when the code first asks for it (startChild, children()): an awaited child() never does. */
+  handle?: ChildHandle<unknown>;
   /** The child's newest run (it moves along a continue-as-new chain; ref.childRunId stays the first). */
   currentRunId: string;
   readonly policy: ParentClosePolicy;
@@ -139,8 +140,8 @@ interface ChildState extends Leaf {
   /** Retry policy (null: none) and the attempt running now (1-based). */
   readonly retry: Required<RetryPolicy> | null;
   attempt: number;
-  /** What a retry needs to start the next attempt. */
-  readonly spec: { workflow: string; input: unknown; inputHash: string; id: string | undefined; workflowId: string; queue: string; awaited: boolean };
+  /** What a retry needs to start the next attempt (kept only with a retry policy). */
+  readonly spec: { workflow: string; input: unknown; inputHash: string; id: string | undefined; workflowId: string; queue: string; awaited: boolean } | null;
 }
 interface ActivityState extends Leaf {
   readonly kind: 'activity';
@@ -225,7 +226,6 @@ export class RunEngine {
   private readonly childByCallId = new Map<string, ChildState>();
   private readonly childByRunId = new Map<string, ChildState>();
   private readonly usedIds = new Map<string, string>();
-  private readonly handles: ChildHandle<unknown>[] = [];
   private readonly activities = new Map<string, ActivityState>();
   private readonly timers = new Map<string, TimerState>();
   /** Signals received and not yet taken by a wait, in journal order. */
@@ -742,7 +742,8 @@ export class RunEngine {
       if (live) this.out.signals.push({ runId: c.currentRunId, signalId, name: cmd.name, payload: (e.payload as EventPayloads['ChildSignalled']).payload });
       return immediate(path, undefined, this.clockNow);
     }
-    if (cmd.kind === 'children') return immediate(path, this.handles.slice(), this.clockNow);
+    // (every child started so far, in the order started: childByPath keeps insertion order)
+    if (cmd.kind === 'children') return immediate(path, Array.from(this.childByPath.values(), handleOf), this.clockNow);
     throw new TypeError(`command '${cmd.kind}' cannot be used here`);
   }
 
@@ -815,24 +816,13 @@ export class RunEngine {
       timeoutValue: 'timeoutValue' in cmd.options ? { value: journalValue(cmd.options.timeoutValue, 'timeoutValue') } : null,
       retry,
       attempt: 1,
-      spec: { workflow, input, inputHash: hash, id, workflowId: childWorkflowId, queue, awaited: cmd.awaited },
-      handle: Object.freeze({
-        workflow,
-        get runId() {
-          return state.currentRunId;
-        },
-        workflowId: childWorkflowId,
-        callId,
-        result: () => new ChildResultCommand(state.handle),
-        signal: (sig: SignalDef<any> | string, payload?: unknown) => new ChildSignalCommand(state.handle, signalName(sig), payload),
-      }),
+      spec: retry ? { workflow, input, inputHash: hash, id, workflowId: childWorkflowId, queue, awaited: cmd.awaited } : null,
     };
     this.childByPath.set(path, state);
     this.childByCallId.set(callId, state);
     this.childByRunId.set(childRunId, state);
-    this.handles.push(state.handle);
     if (cmd.awaited) return state;
-    return immediate(path, state.handle, this.clockNow);
+    return immediate(path, handleOf(state), this.clockNow);
   }
 
   /**
@@ -976,7 +966,7 @@ export class RunEngine {
     const err = payload.error;
     if (err && (err.nonRetryable || p.nonRetryableErrors.includes(err.name))) return false;
     const attempt = c.attempt + 1;
-    const s = c.spec;
+    const s = c.spec!;
     const childRunId = deriveId('r_', this.run.runId, c.path, s.id ?? '', String(attempt));
     const workflowId = `${s.workflowId}~${attempt}`;
     const startAt = payload.closedAt + backoffMs(p, c.attempt);
@@ -1235,6 +1225,22 @@ function applyRule<K extends DeliveryType>(rules: DeliveryRules, engine: RunEngi
 }
 function newsRule<K extends DeliveryType>(rules: DeliveryRules, engine: RunEngine, type: K, payload: EventPayloads[K]): boolean {
   return rules[type].news(engine, payload);
+}
+
+/** A child's handle, made once, when the code first asks for it. */
+function handleOf(state: ChildState): ChildHandle<unknown> {
+  if (state.handle) return state.handle;
+  const handle: ChildHandle<unknown> = Object.freeze({
+    workflow: state.ref.workflow,
+    get runId() {
+      return state.currentRunId;
+    },
+    workflowId: state.ref.childWorkflowId,
+    callId: state.ref.callId,
+    result: () => new ChildResultCommand(handle),
+    signal: (sig: SignalDef<any> | string, payload?: unknown) => new ChildSignalCommand(handle, signalName(sig), payload),
+  });
+  return (state.handle = handle);
 }
 
 /** Settles a leaf (once: outcomes never change) and tells the flat barriers waiting on it. */
