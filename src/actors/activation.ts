@@ -87,7 +87,11 @@ export async function loadEngine(
   const cached = options.cacheChecked ? undefined : host.cache.take(run.runId, run.lastSeq);
   if (cached) return cached;
   // (the journal as its lease brought it, else read now)
-  const events = options.events ?? (await host.journal.readEvents(run.runId));
+  return replayEngine(host, run, options.events ?? (await host.journal.readEvents(run.runId)));
+}
+
+/** A run's engine rebuilt from its journal (throws what the replay throws: changed code, a broken journal). */
+export function replayEngine(host: RunHost, run: Pick<RunRecord, 'runId' | 'workflow' | 'workflowId' | 'depth' | 'queue'>, events: JournalEvent[]): RunEngine {
   const def = host.registry.workflow(run.workflow);
   const engine = new RunEngine(def, { runId: run.runId, workflowId: run.workflowId, depth: run.depth, queue: run.queue }, host.engineOptions);
   engine.replay(events, host.journal.clock.now());

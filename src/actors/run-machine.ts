@@ -14,6 +14,7 @@ import {
   loadEngine,
   LocalWork,
   tryFreshEngine,
+  replayEngine,
   type ActivationHost,
   type FreshRun,
   type StepResult,
@@ -102,6 +103,28 @@ function leasedHistory(runId: string, lease: Lease): { run: Pick<RunRecord, 'run
   return { run: { runId, workflow, workflowId, depth: h.depth, queue: lease.queue, lastSeq: lease.lastSeq, status: 'running' }, events: h.events };
 }
 
+/**
+ * The engine a run actor can start activating with at once, skipping `loading` (an invoked promise actor and its
+ * transitions: a measurable share of a small run's CPU): one this worker just created, one cached at the journal head
+ * the lease reports, or one replayed from the journal the lease brought. Anything else (a read; a replay that throws,
+ * to be blocked; a resumed run, to be reported) is left to `loading`, which replays again: rare, and correct.
+ */
+function readyEngine(input: RunActorInput): RunEngine | null {
+  const host = input.services.host;
+  if (input.fresh) return input.fresh.prepared?.engine ?? tryFreshEngine(host, input.fresh);
+  if (input.lease.lastSeq === undefined) return null;
+  const cached = host.cache.take(input.runId, input.lease.lastSeq);
+  if (cached) return cached;
+  const leased = leasedHistory(input.runId, input.lease);
+  if (!leased) return null;
+  try {
+    const engine = replayEngine(host, leased.run, leased.events);
+    return engine.events[engine.committedSeq - 1]?.type === 'RunResumed' ? null : engine;
+  } catch {
+    return null;
+  }
+}
+
 export const runMachine = setup({
   types: {
     context: {} as RunContext,
@@ -111,11 +134,7 @@ export const runMachine = setup({
   actors: {
     load: fromPromise<RunEngine | null, RunContext>(async ({ input }) => {
       if (input.fresh) return freshEngine(input.services.host, input.fresh);
-      // The lease says where the journal stands: a cached engine at that seq is current, no read needed.
-      if (input.lease.lastSeq !== undefined) {
-        const cached = input.services.host.cache.take(input.runId, input.lease.lastSeq);
-        if (cached) return cached;
-      }
+      // (a cached engine at the lease's journal head was taken already, by readyEngine)
       // The lease brought the journal (acquireMany, for a run with no engine here; granted only while it is open),
       // else read the run and its journal.
       const leased = leasedHistory(input.runId, input.lease);
@@ -204,7 +223,7 @@ export const runMachine = setup({
     report: input.report,
     // A run this worker just created needs no read: its engine is built here (or was, by its parent's actor, which
     // ran its first activation inline), and the actor starts activating.
-    engine: input.fresh?.prepared?.engine ?? (input.fresh ? tryFreshEngine(input.services.host, input.fresh) : null),
+    engine: readyEngine(input),
     work: (() => {
       // An activity can finish after its run's actor has ended (closed from outside, lease lost): nobody to tell then.
       const notify = () => {
