@@ -95,7 +95,15 @@ describe('docs/getting-started.md', () => {
     }, 60_000);
 
     afterAll(async () => {
-      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      // Each process leads a group of its own (tsx runs the script in a child of its own): kill the whole group, or
+      // a failed test would leave a worker running.
+      for (const p of procs) {
+        try {
+          process.kill(-p.pid!, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
       // Should the server still run (a failed test), stop it: it is detached and would outlive the test.
       const pidFile = join(proj ?? '', '.skein', 'pg', 'postmaster.pid');
       if (proj && existsSync(pidFile)) {
@@ -119,7 +127,7 @@ describe('docs/getting-started.md', () => {
     function npx(command: string, cwd: string): ChildProcess {
       const [tool, ...args] = command.replace(/^npx /, '').split(' ');
       const argv = tool === 'skein' ? [join(ROOT, 'src', 'cli', 'main.ts'), ...args] : args;
-      const p = spawn(TSX, argv, { cwd, env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(TSX, argv, { cwd, env: env(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       procs.push(p);
       return p;
     }
