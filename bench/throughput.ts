@@ -143,7 +143,6 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     await remote.start(threeSteps.name, ids(`w4warm-${k}`, 200), indexes(200));
     await until('W4 warm-up', async () => (await countStatus(journal, schema, threeSteps.name, 'completed')) >= 200);
     const before = await countStatus(journal, schema, threeSteps.name, 'completed');
-    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await remote.start(threeSteps.name, ids(`w4-${k}`, n), indexes(n));
@@ -176,7 +175,6 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     });
     gc();
     const heapPerRun = (process.memoryUsage().heapUsed - heap0) / n;
-    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await remote.signal(refs, 'go', 1);
@@ -203,7 +201,6 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const heap0 = process.memoryUsage().heapUsed;
     let peak = heap0;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
-    (globalThis as { __resetCounts?: () => void }).__resetCounts?.();
     const t0 = performance.now();
     const r = await client.result<number>(await client.start(fanout, n, { workflowId: `w1-${n}-${k++}` }), { timeoutMs: 1_800_000 });
     const ms = performance.now() - t0;
