@@ -5,7 +5,7 @@ import pino, { type Logger } from 'pino';
 import { Admission } from './admission.js';
 import { EngineCache, type RunHost } from '../actors/activation.js';
 import type { FreshRun, RunServices } from '../actors/run-machine.js';
-import { workerSystemMachine } from '../actors/worker-system.js';
+import { workerSystemMachine, type SystemEvent } from '../actors/worker-system.js';
 import { abortReason, type RunEndReason } from '../actors/local-work.js';
 import type { EngineOptions } from '../runtime/engine.js';
 import { Registry, type ActivitiesInput, type WorkflowsInput } from '../runtime/registry.js';
@@ -415,6 +415,11 @@ export class Worker {
 
   // ---------------------------------------------------------------------------------------------------------------
 
+  /** Sends to the actor system unless it has stopped (a commit or a timer that ends after shutdown has no one to tell). */
+  private toSystem(event: SystemEvent): void {
+    if (this.system.getSnapshot().status === 'active') this.system.send(event);
+  }
+
   private capacityLeft(): number {
     return this.concurrency - this.active.size - this.acquiring.size;
   }
@@ -490,7 +495,7 @@ export class Worker {
     if (result.wokeParent) {
       // Straight through the actor system when the parent lives here; the bus tells other workers otherwise.
       if (!this.active.has(result.wokeParent)) elsewhere.push(result.wokeParent);
-      this.system.send({ type: 'WAKE', runIds: [result.wokeParent] });
+      this.toSystem({ type: 'WAKE', runIds: [result.wokeParent] });
     }
     if (elsewhere.length && this.wakeBus) void this.wakeBus.publish(elsewhere);
     const old = this.timers.get(runId);
@@ -501,7 +506,7 @@ export class Worker {
       const delay = Math.max(0, timerAt - this.journal.clock.now());
       const t = setTimeout(() => {
         this.timers.delete(runId);
-        this.system.send({ type: 'WAKE', runIds: [runId] });
+        this.toSystem({ type: 'WAKE', runIds: [runId] });
       }, delay);
       t.unref?.();
       this.timers.set(runId, t);
