@@ -1083,6 +1083,35 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now() + 500);
       });
 
+      it('closes that journal a signal, committed together, take their signals out of the inboxes and leave the others', async () => {
+        // (runs that end on the signal they waited for: on PostgreSQL these closes are group-committed)
+        const runs = await Promise.all(['a', 'b', 'c'].map((id) => start(id)));
+        for (const r of runs) {
+          await journal.signal(r.runId, { name: 'go', payload: 1, signalId: `${r.runId}-1` });
+          await journal.signal(r.runId, { name: 'go', payload: 2, signalId: `${r.runId}-2` });
+        }
+        const leases = await Promise.all(runs.map((r) => mustAcquire(r.runId)));
+        await Promise.all(
+          leases.map((l) =>
+            journal.commit(
+              l,
+              commitOf(1, {
+                events: [
+                  { type: 'SignalReceived', payload: { signalId: `${l.runId}-1`, name: 'go', payload: 1, closedAt: clock.now() } },
+                  { type: 'RunCompleted', payload: { result: 1 } },
+                ],
+                close: { status: 'completed', result: 1 },
+              }),
+            ),
+          ),
+        );
+        for (const r of runs) {
+          expect(await statusOf(r.runId)).toBe('completed');
+          expect((await journal.readEvents(r.runId)).map((e) => e.type)).toEqual(['RunStarted', 'SignalReceived', 'RunCompleted']);
+          expect((await journal.inbox(r.runId)).signals.map((x) => x.signalId)).toEqual([`${r.runId}-2`]);
+        }
+      });
+
       it('a signal that arrived while the run was busy makes its suspend due now, and announced', async () => {
         const run = await start('a');
         const lease = await mustAcquire(run.runId);

@@ -307,9 +307,11 @@ export class PgJournal implements Journal {
     }
     await this.beforeWrite();
     const ids = batch.map((b) => b.lease.runId);
+    // Runs whose leases say they are roots have no parent to lock (a root never gains one): a round trip saved.
+    const roots = batch.every((b) => b.lease.run?.parentRunId === null);
     return this.transaction(async (q, after) => {
       const now = this.now();
-      await this.sql.lockParentsOf(q, ids);
+      if (!roots) await this.sql.lockParentsOf(q, ids);
       const locked = await this.sql.lockRuns(q, ids);
       const results: (CommitResult | Error)[] = [];
       const ok: { b: PendingClose; lastSeq: number; parentRunId: string | null }[] = [];
@@ -328,11 +330,11 @@ export class PgJournal implements Journal {
       }
       const events = ok.flatMap(({ b }) => b.prepared.events.map((e, i) => ({ runId: b.lease.runId, seq: b.commit.afterSeq + i + 1, type: e.type, json: e.json })));
       const received = ok.flatMap(({ b }) => b.prepared.received.map((signalId) => ({ runId: b.lease.runId, signalId })));
-      await this.sql.insertEventsMany(q, events, now, received);
       const withChildren = await this.sql.closeRuns(
         q,
         ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson, childless: !!b.commit.childless })),
         now,
+        { events, received },
       );
       const stop: string[] = [];
       for (const runId of withChildren) {

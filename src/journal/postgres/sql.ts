@@ -1203,40 +1203,54 @@ export class Sql {
   }
 
   /** Appends the events of several runs in one statement: (run id, seq, type, payload) rows. */
-  /** Appends the events of many runs in one statement, and takes the signals they journal (`received`) out of inboxes. */
-  async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number, received: { runId: string; signalId: string }[] = []): Promise<void> {
+  /** Appends the events of many runs in one statement. */
+  async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number): Promise<void> {
     if (!rows.length) return;
-    const insert = `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-       SELECT e.r, e.s, e.t, e.p, $2 FROM json_to_recordset($1::json) AS e(r text, s integer, t text, p json)`;
-    if (!received.length) {
-      await q.query(insert, [eventsDocument(rows), now]);
-      return;
-    }
     await q.query(
-      `WITH appended AS (${insert}), taken AS (
-         UPDATE ${this.s}.inbox i SET delivered = true
-         FROM unnest($3::text[], $4::text[]) AS t(run_id, signal_id)
-         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered
-       )
-       SELECT 1`,
-      [eventsDocument(rows), now, received.map((x) => x.runId), received.map((x) => x.signalId)],
+      `INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+       SELECT e.r, e.s, e.t, e.p, $2 FROM json_to_recordset($1::json) AS e(r text, s integer, t text, p json)`,
+      [eventsDocument(rows), now],
     );
   }
 
-  /** Closes several runs in one statement; returns those that have open children (their policies then apply). */
+  /**
+   * Closes several runs in one statement, which also appends their last events and takes the signals those journal
+   * out of the inboxes (a group commit's writes, one round trip); returns the runs that have open children (their
+   * policies then apply).
+   */
   async closeRuns(
     q: Queryable,
     rows: { runId: string; lastSeq: number; status: ClosedStatus; resultJson: string; errorJson: string | null; childless: boolean }[],
     now: number,
+    appended: { events: { runId: string; seq: number; type: string; json: string }[]; received: { runId: string; signalId: string }[] } = { events: [], received: [] },
   ): Promise<string[]> {
     if (!rows.length) return [];
     const r = await q.query<{ run_id: string; open_children: boolean }>(
-      `UPDATE ${this.s}.runs r SET
+      `WITH ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT e.r, e.s, e.t, e.p, $6 FROM json_to_recordset($8::json) AS e(r text, s integer, t text, p json)
+       ), taken AS (
+         UPDATE ${this.s}.inbox i SET delivered = true
+         FROM unnest($9::text[], $10::text[]) AS t(run_id, signal_id)
+         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered
+       )
+       UPDATE ${this.s}.runs r SET
          status = v.status, result = v.result::json, error = v.error::json, closed_at = $6, last_seq = v.last_seq, ${CLEARED}
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $7::boolean[]) AS v(run_id, status, result, error, last_seq, childless)
        WHERE r.run_id = v.run_id
        RETURNING r.run_id, ${this.openChildrenOf('r', 'v.childless')} AS open_children`,
-      [rows.map((x) => x.runId), rows.map((x) => x.status), rows.map((x) => x.resultJson), rows.map((x) => x.errorJson), rows.map((x) => x.lastSeq), now, rows.map((x) => x.childless)],
+      [
+        rows.map((x) => x.runId),
+        rows.map((x) => x.status),
+        rows.map((x) => x.resultJson),
+        rows.map((x) => x.errorJson),
+        rows.map((x) => x.lastSeq),
+        now,
+        rows.map((x) => x.childless),
+        eventsDocument(appended.events),
+        appended.received.map((x) => x.runId),
+        appended.received.map((x) => x.signalId),
+      ],
     );
     return r.rows.filter((x) => x.open_children).map((x) => x.run_id);
   }
