@@ -1083,7 +1083,7 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect((await journal.getRun(run.runId))!.nextWakeupAt).toBe(clock.now() + 500);
       });
 
-      it('closes that journal a signal, committed together, take their signals out of the inboxes and leave the others', async () => {
+      for (const childless of [false, true]) it(`closes that journal a signal, committed together, take their signals out of the inboxes and leave the others${childless ? ' (roots that started no child: one statement on PostgreSQL)' : ''}`, async () => {
         // (runs that end on the signal they waited for: on PostgreSQL these closes are group-committed)
         const runs = await Promise.all(['a', 'b', 'c'].map((id) => start(id)));
         for (const r of runs) {
@@ -1101,6 +1101,7 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
                   { type: 'RunCompleted', payload: { result: 1 } },
                 ],
                 close: { status: 'completed', result: 1 },
+                ...(childless ? { childless } : {}),
               }),
             ),
           ),
@@ -1110,6 +1111,21 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
           expect((await journal.readEvents(r.runId)).map((e) => e.type)).toEqual(['RunStarted', 'SignalReceived', 'RunCompleted']);
           expect((await journal.inbox(r.runId)).signals.map((x) => x.signalId)).toEqual([`${r.runId}-2`]);
         }
+      });
+
+      for (const childless of [false, true]) it(`a close whose fence fails inside a batch of closes is refused alone; the others commit${childless ? ' (roots that started no child)' : ''}`, async () => {
+        const runs = await Promise.all(['a', 'b', 'c'].map((id) => start(id)));
+        const leases = await Promise.all(runs.map((r) => mustAcquire(r.runId)));
+        const stale = { ...leases[1]!, token: 'not-the-token' };
+        const closeWith = (l: Lease) =>
+          journal.commit(l, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: 1 } }], close: { status: 'completed', result: 1 }, ...(childless ? { childless } : {}) }));
+        const out = await Promise.allSettled([closeWith(leases[0]!), closeWith(stale), closeWith(leases[2]!)]);
+        expect(out.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+        expect((out[1] as PromiseRejectedResult).reason).toBeInstanceOf(LeaseLostError);
+        expect(await statusOf(runs[0]!.runId)).toBe('completed');
+        expect(await statusOf(runs[1]!.runId)).toBe('running');
+        expect((await journal.readEvents(runs[1]!.runId)).map((e) => e.type)).toEqual(['RunStarted']);
+        expect(await statusOf(runs[2]!.runId)).toBe('completed');
       });
 
       it('a signal that arrived while the run was busy makes its suspend due now, and announced', async () => {
@@ -1476,9 +1492,14 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         // inherited run-q's open child, which must still follow its parent-close policy)
         const { lease } = await withChildren('q', [childRun('q', 'kid', { parentClosePolicy: 'terminate' })]);
         await continueAs('run-q', 'run-q2', null, lease);
-        const l2 = await mustAcquire('run-q2');
-        await journal.commit(l2, commitOf(1, { events: [{ type: 'RunCompleted', payload: { result: null } }], close: { status: 'completed' }, childless: true }));
+        const other = await start('other');
+        const [l2, lo] = await Promise.all([mustAcquire('run-q2'), mustAcquire(other.runId)]);
+        // closed together with another root that started no child (one batch on PostgreSQL)
+        const done = { events: [{ type: 'RunCompleted', payload: { result: null } } as NewEvent], close: { status: 'completed' as const }, childless: true };
+        await Promise.all([journal.commit(l2, commitOf(1, done)), journal.commit(lo, commitOf(1, done))]);
         expect(await statusOf('run-q-kid')).toBe('terminated');
+        expect(await statusOf('run-q2')).toBe('completed');
+        expect(await statusOf(other.runId)).toBe('completed');
       });
 
       it('closes the run as continued and starts the next run of the same workflow id, which takes over open children and the inbox', async () => {

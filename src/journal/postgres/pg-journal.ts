@@ -305,6 +305,69 @@ export class PgJournal implements Journal {
       const b = batch[0]!;
       return [await this.closeAlone(b).catch((e: Error) => e)];
     }
+    // Independent workflows finishing together (roots that never started a child): one statement for all of them.
+    const roots = batch.every((b) => b.lease.run?.parentRunId === null && b.commit.childless);
+    if (roots && new Set(batch.map((b) => b.lease.runId)).size === batch.length) return this.closeRootsTogether(batch);
+    return this.closeInTransaction(batch);
+  }
+
+  /**
+   * closeRootsTogether's batch in one statement; a run that is not a plain root after all (it inherited open children
+   * from a run it continued) goes through closeInTransaction, a run that fails its fence gets its own error.
+   */
+  private async closeRootsTogether(batch: PendingClose[]): Promise<(CommitResult | Error)[]> {
+    await this.beforeWrite();
+    let rows;
+    try {
+      rows = await this.sql.closeRootsTogether(
+        this.pool,
+        batch.map(({ lease, commit: c, prepared: p }) => ({
+          runId: lease.runId,
+          token: lease.token,
+          afterSeq: c.afterSeq,
+          events: p.events,
+          received: p.received,
+          status: p.close!.status,
+          resultJson: p.close!.resultJson,
+          errorJson: p.close!.errorJson,
+        })),
+        this.now(),
+      );
+    } catch (err) {
+      return batch.map(() => err as Error);
+    }
+    const results: (CommitResult | Error)[] = [];
+    const again: number[] = [];
+    const closed: string[] = [];
+    batch.forEach((b, i) => {
+      const row = rows.get(b.lease.runId);
+      try {
+        if (row?.written) {
+          closed.push(b.lease.runId);
+          results.push({ lastSeq: b.commit.afterSeq + b.prepared.events.length, childLeases: [], wokeParent: null });
+          return;
+        }
+        fence(row, b.lease, b.commit.afterSeq); // throws unless the run was left for the transactional path
+        if (row && !row.plain) {
+          again.push(i);
+          results.push(new Error('pending'));
+          return;
+        }
+        throw new LeaseLostError(b.lease.runId);
+      } catch (err) {
+        results.push(err as Error);
+      }
+    });
+    this.announce({ closed });
+    if (again.length) {
+      const redone = await this.closeInTransaction(again.map((i) => batch[i]!));
+      again.forEach((i, k) => (results[i] = redone[k]!));
+    }
+    return results;
+  }
+
+  /** A batch of plain closes in one transaction (see commit). */
+  private async closeInTransaction(batch: PendingClose[]): Promise<(CommitResult | Error)[]> {
     await this.beforeWrite();
     const ids = batch.map((b) => b.lease.runId);
     // Runs whose leases say they are roots have no parent to lock (a root never gains one): a round trip saved.

@@ -1182,6 +1182,65 @@ export class Sql {
     return { written: row.written, me: row.me, woke: row.woke };
   }
 
+  /**
+   * Closes root runs that never started a child, many in one statement and one round trip (a group commit of
+   * independent workflows finishing together): locks the runs in run id order, fences each (token, status, journal
+   * head) and writes only those that pass: their events, the signals they journaled taken out of the inboxes, the
+   * close. Runs that fail the fence are left untouched, and so are runs that are not plain roots after all (a parent,
+   * or a predecessor whose open children they inherited): `plain` false, for the caller's transactional path.
+   */
+  async closeRootsTogether(
+    q: Queryable,
+    items: Array<{ runId: string; token: string; afterSeq: number; events: Array<{ type: string; json: string }>; received: string[]; status: ClosedStatus; resultJson: string; errorJson: string | null }>,
+    now: number,
+  ): Promise<Map<string, { written: boolean; plain: boolean; status: RunStatus; leaseToken: string | null; lastSeq: number }>> {
+    const events = items.flatMap((it) => it.events.map((e, i) => ({ runId: it.runId, seq: it.afterSeq + i + 1, type: e.type, json: e.json })));
+    const received = items.flatMap((it) => it.received.map((signalId) => ({ runId: it.runId, signalId })));
+    const r = await q.query<{ run_id: string; status: RunStatus; lease_token: string | null; last_seq: number; plain: boolean; written: boolean }>(
+      `WITH v AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], $7::integer[])
+           AS v(run_id, token, after_seq, status, result, error, last_seq)
+       ), me AS (
+         SELECT r.run_id, r.status, r.lease_token, r.last_seq, r.parent_run_id IS NULL AND r.continued_from IS NULL AS plain
+         FROM ${this.s}.runs r WHERE r.run_id IN (SELECT run_id FROM v)
+         ORDER BY r.run_id COLLATE "C"
+         FOR UPDATE
+       ), ok AS (
+         SELECT v.* FROM v JOIN me ON me.run_id = v.run_id
+         WHERE me.plain AND me.lease_token = v.token AND me.status = 'running' AND me.last_seq = v.after_seq
+       ), ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT e.r, e.s, e.t, e.p, $8 FROM json_to_recordset($9::json) AS e(r text, s integer, t text, p json)
+         WHERE e.r IN (SELECT run_id FROM ok)
+       ), taken AS (
+         UPDATE ${this.s}.inbox i SET delivered = true
+         FROM unnest($10::text[], $11::text[]) AS t(run_id, signal_id)
+         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered AND t.run_id IN (SELECT run_id FROM ok)
+       ), cl AS (
+         UPDATE ${this.s}.runs r SET
+           status = ok.status, result = ok.result::json, error = ok.error::json, closed_at = $8, last_seq = ok.last_seq, ${CLEARED}
+         FROM ok WHERE r.run_id = ok.run_id
+         RETURNING r.run_id
+       )
+       SELECT me.run_id, me.status, me.lease_token, me.last_seq, me.plain, EXISTS (SELECT 1 FROM cl WHERE cl.run_id = me.run_id) AS written
+       FROM me`,
+      [
+        items.map((x) => x.runId),
+        items.map((x) => x.token),
+        items.map((x) => x.afterSeq),
+        items.map((x) => x.status),
+        items.map((x) => x.resultJson),
+        items.map((x) => x.errorJson),
+        items.map((x) => x.afterSeq + x.events.length),
+        now,
+        eventsDocument(events),
+        received.map((x) => x.runId),
+        received.map((x) => x.signalId),
+      ],
+    );
+    return new Map(r.rows.map((x) => [x.run_id, { written: x.written, plain: x.plain, status: x.status, leaseToken: x.lease_token, lastSeq: x.last_seq }]));
+  }
+
   /** Locks the parents of these runs (parent before child), in run id order so concurrent batches never deadlock. */
   async lockParentsOf(q: Queryable, runIds: string[]): Promise<void> {
     await q.query(
