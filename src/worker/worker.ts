@@ -27,7 +27,7 @@ export interface WorkerOptions {
   concurrency?: number;
   /**
    * Most activations (read, decide, commit) in flight at once; the other live runs wait their turn with their leases
-   * kept by the heartbeat, and the poll claims no more while some wait. Default 64.
+   * kept by the heartbeat, and the poll claims no more while some wait. Default 128.
    */
   maxActivations?: number;
   leaseMs?: number;
@@ -157,7 +157,7 @@ export class Worker {
     this.workflows = this.registry.workflowNames();
     this.concurrency = options.concurrency ?? 1000;
     // When the admission queue drains, look for more work at once (the poll held back while it was full).
-    this.admission = new Admission(options.maxActivations ?? 64, () => {
+    this.admission = new Admission(options.maxActivations ?? 128, () => {
       if (this.pollAgain && this.admission.backlog === 0) this.schedulePoll(0);
     });
     this.leaseMs = options.leaseMs ?? 30_000;
