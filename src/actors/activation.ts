@@ -371,6 +371,15 @@ export interface ActivityCall {
   onRetry?: (r: { attempt: number; error: unknown; delayMs: number }) => void;
 }
 
+/**
+ * Whether this host runs a new child itself, now: it is due (a retry's backoff may not be over), on a queue the host
+ * serves, of a workflow it registers, and not already closed inline. One rule for the children run inline and those
+ * leased to this worker at the commit.
+ */
+function runsHere(h: ActivationHost, c: NewRun, now: number): boolean {
+  return !c.completed && (c.startAt ?? now) <= now && h.queues.includes(c.queue) && h.host.registry.hasWorkflow(c.workflow);
+}
+
 function canRun(h: ActivationHost): (name: string) => boolean {
   return h.hasActivity ? (name) => h.hasActivity!(name) : (name) => h.host.registry.hasActivity(name);
 }
@@ -436,7 +445,7 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
     const now = host.journal.clock.now();
     for (const c of output.children) {
       if (room <= 0) break;
-      if (c.completed || take.has(c.runId) || (c.startAt ?? now) > now || !services.queues.includes(c.queue) || !host.registry.hasWorkflow(c.workflow)) continue;
+      if (take.has(c.runId) || !runsHere(services, c, now)) continue;
       take.add(c.runId);
       room--;
     }
@@ -459,16 +468,14 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
       // here at once. Otherwise its actor takes over the engine and the activities already running.
       const fresh =
         services.inlineChildBudgetMs > 0
-          ? output.children.filter(
-              (c) => !attempted.has(c.runId) && !c.completed && (c.startAt ?? now) <= now && services.queues.includes(c.queue) && host.registry.hasWorkflow(c.workflow),
-            )
+          ? output.children.filter((c) => !attempted.has(c.runId) && runsHere(services, c, now))
           : [];
       // Never more than this worker will run: a child given back to other workers would redo its activities.
       fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
       if (fresh.length && budgetNow() < deadline) {
         stampRuns(engine, fresh); // (OpenTelemetry: the trace context goes into the RunStarted its engine is built from)
         const tries = await Promise.all(
-          fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline)),
+          fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline, run, has)),
         );
         fresh.forEach((c, i) => {
           attempted.add(c.runId);
@@ -553,11 +560,16 @@ type InlineAttempt =
  * Runs a just-started child's first activation inside its parent's: its generator and its activities, until it
  * closes, issues something that needs its own commit (children, signals, a timer or a wait), or the deadline passes.
  */
-async function attemptInline(services: ActivationHost, spec: FreshRun, deadline: number): Promise<InlineAttempt> {
+async function attemptInline(
+  services: ActivationHost,
+  spec: FreshRun,
+  deadline: number,
+  // (the parent activation's activity runner and registry check, made once for all its children)
+  run: ReturnType<typeof activityRunner>,
+  has: (name: string) => boolean,
+): Promise<InlineAttempt> {
   const host = services.host;
-  const run = activityRunner(services);
   const settle = services.settle ?? settleWithin;
-  const has = canRun(services);
   let engine: RunEngine;
   try {
     engine = freshEngine(host, spec);

@@ -91,8 +91,9 @@ export class LocalWork {
     // stack, or the inbox read of a lost run's reason, is not free)
     if (!this.latches.size) return;
     const r = typeof reason === 'function' ? reason() : reason;
+    // (abortReason's promise settles with a reason, never rejects)
     if (r instanceof Error) this.abort(r);
-    else void r.then((e) => this.abort(e), () => this.abort(abortReason('lost', null)));
+    else void r.then((e) => this.abort(e));
   }
 
   take(): NewEvent[] {

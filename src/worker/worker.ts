@@ -296,7 +296,7 @@ export class Worker {
           // (only if it is still the same grant: the run may have been released and leased to us again meanwhile)
           const current = this.leases.get(l.runId);
           if (current?.token !== l.token) continue;
-          if (lostIds.has(l.runId)) this.system.send({ type: 'LOSE_RUN', runId: l.runId });
+          if (lostIds.has(l.runId)) this.toSystem({ type: 'LOSE_RUN', runId: l.runId });
           else this.leases.set(l.runId, { ...current, expiresAt });
         }
       } catch (err) {
@@ -482,10 +482,9 @@ export class Worker {
     const leases = [...result.childLeases].sort((a, b) => Number(!specs.get(a.runId)?.prepared) - Number(!specs.get(b.runId)?.prepared));
     for (const l of leases) {
       const spec = specs.get(l.runId);
-      // The journal leases every new child to the parent's worker; a child routed to a queue this worker does not
-      // serve, or of a workflow it does not register, is not ours to run, so it goes back at once like the overflow
-      // (the workers of its queue with its workflow claim it; until there is one, it waits, due).
-      if (this.capacityLeft() > 0 && (!spec || (this.queues.includes(spec.queue) && this.registry.hasWorkflow(spec.workflow)))) this.runLease(l, spec);
+      // The commit leased only children this worker runs and has room for (activation.ts: runsHere); room may have
+      // shrunk since, and what no longer fits goes back at once like any overflow.
+      if (this.capacityLeft() > 0) this.runLease(l, spec);
       else {
         // Due now: another worker (or our next poll) takes it.
         this.releaseQuietly(l);

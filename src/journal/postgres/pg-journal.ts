@@ -40,7 +40,7 @@ import {
   type WorkerInfo,
 } from '../journal.js';
 import { migrate } from './migrations.js';
-import { Sql, type FilterParams, type LockedRun, type Queryable, type RunInsert, type SignalInsert } from './sql.js';
+import { Sql, type ClosingRun, type FilterParams, type LockedRun, type Queryable, type RunInsert, type SignalInsert } from './sql.js';
 
 const systemClock: Clock = { now: () => Date.now() };
 
@@ -321,16 +321,7 @@ export class PgJournal implements Journal {
     try {
       rows = await this.sql.closeRootsTogether(
         this.pool,
-        batch.map(({ lease, commit: c, prepared: p }) => ({
-          runId: lease.runId,
-          token: lease.token,
-          afterSeq: c.afterSeq,
-          events: p.events,
-          received: p.received,
-          status: p.close!.status,
-          resultJson: p.close!.resultJson,
-          errorJson: p.close!.errorJson,
-        })),
+        batch.map((b) => ({ ...closingRun(b), token: b.lease.token })),
         this.now(),
       );
     } catch (err) {
@@ -377,7 +368,7 @@ export class PgJournal implements Journal {
       if (!roots) await this.sql.lockParentsOf(q, ids);
       const locked = await this.sql.lockRuns(q, ids);
       const results: (CommitResult | Error)[] = [];
-      const ok: { b: PendingClose; lastSeq: number; parentRunId: string | null }[] = [];
+      const ok: { b: PendingClose; parentRunId: string | null }[] = [];
       const seen = new Set<string>();
       for (const b of batch) {
         const row = locked.get(b.lease.runId);
@@ -385,19 +376,16 @@ export class PgJournal implements Journal {
           if (seen.has(b.lease.runId)) throw new LeaseLostError(b.lease.runId, 'two commits of one run in one batch');
           seen.add(b.lease.runId);
           fence(row, b.lease, b.commit.afterSeq);
-          ok.push({ b, lastSeq: row!.lastSeq + b.prepared.events.length, parentRunId: row!.parentRunId });
+          ok.push({ b, parentRunId: row!.parentRunId });
           results.push({ lastSeq: row!.lastSeq + b.prepared.events.length, childLeases: [], wokeParent: null });
         } catch (err) {
           results.push(err as Error);
         }
       }
-      const events = ok.flatMap(({ b }) => b.prepared.events.map((e, i) => ({ runId: b.lease.runId, seq: b.commit.afterSeq + i + 1, type: e.type, json: e.json })));
-      const received = ok.flatMap(({ b }) => b.prepared.received.map((signalId) => ({ runId: b.lease.runId, signalId })));
       const withChildren = await this.sql.closeRuns(
         q,
-        ok.map(({ b, lastSeq }) => ({ runId: b.lease.runId, lastSeq, status: b.prepared.close!.status, resultJson: b.prepared.close!.resultJson, errorJson: b.prepared.close!.errorJson, childless: !!b.commit.childless })),
+        ok.map(({ b }) => ({ ...closingRun(b), childless: !!b.commit.childless })),
         now,
-        { events, received },
       );
       const stop: string[] = [];
       for (const runId of withChildren) {
@@ -427,18 +415,7 @@ export class PgJournal implements Journal {
   private async closeAlone(b: PendingClose): Promise<CommitResult> {
     await this.beforeWrite();
     const { lease, commit: c, prepared: p } = b;
-    const r = await this.sql.closeAlone(this.pool, {
-      runId: lease.runId,
-      token: lease.token,
-      afterSeq: c.afterSeq,
-      now: this.now(),
-      events: p.events,
-      received: p.received,
-      childless: !!c.childless,
-      status: p.close!.status,
-      resultJson: p.close!.resultJson,
-      errorJson: p.close!.errorJson,
-    });
+    const r = await this.sql.closeAlone(this.pool, { ...closingRun(b), token: lease.token, now: this.now(), childless: !!c.childless });
     if (r.written) {
       this.announce({ wake: r.woke ? [r.woke] : [], closed: r.me?.root ? [lease.runId] : [] });
       return { lastSeq: c.afterSeq + p.events.length, childLeases: [], wokeParent: r.woke };
@@ -1035,6 +1012,11 @@ function stallWrite(c: Commit, stalledPath: string | null): RunStall | null | un
   if (c.stall !== undefined) return c.stall === null && stalledPath === null ? undefined : c.stall;
   if (stalledPath === null) return undefined;
   return c.events.some((e) => (e.type === 'ActivityCompleted' || e.type === 'ActivityFailed') && e.payload.path === stalledPath) ? null : undefined;
+}
+
+/** A queued close as the batch statements take it. */
+function closingRun({ lease, commit: c, prepared: p }: PendingClose): ClosingRun {
+  return { runId: lease.runId, afterSeq: c.afterSeq, events: p.events, received: p.received, status: p.close!.status, resultJson: p.close!.resultJson, errorJson: p.close!.errorJson };
 }
 
 /**

@@ -160,6 +160,30 @@ const CLOSING_EVENTS = (rel: string, seqCol: string, reason: string, now: string
   SELECT run_id, ${seqCol} + 1, 'RunTerminated', json_build_object('reason', ${reason}), ${now}
   FROM ${rel} WHERE policy = 'terminate'`;
 
+/** A run a batch closes: its fence point, its last events, the signals they journal, its close. */
+export interface ClosingRun {
+  runId: string;
+  afterSeq: number;
+  events: Array<{ type: string; json: string }>;
+  /** Ids of the signals its events journal (SignalReceived): they leave its inbox. */
+  received: string[];
+  status: ClosedStatus;
+  resultJson: string;
+  errorJson: string | null;
+}
+
+/** The parameters of Sql.closingWrites for a batch: every run's events numbered after its fence point, its signals. */
+function closingDocs(items: ClosingRun[]): { events: string; signalRuns: string[]; signalIds: string[] } {
+  const events = items.flatMap((it) => it.events.map((e, i) => ({ runId: it.runId, seq: it.afterSeq + i + 1, type: e.type, json: e.json })));
+  const signals = items.flatMap((it) => it.received.map((signalId) => ({ runId: it.runId, signalId })));
+  return { events: eventsDocument(events), signalRuns: signals.map((x) => x.runId), signalIds: signals.map((x) => x.signalId) };
+}
+
+/** A batch close's SET list: status, result, error, last seq from `rel` (status, result, error, last_seq), close time `now`. */
+function closedSet(rel: string, now: string): string {
+  return `status = ${rel}.status, result = ${rel}.result::json, error = ${rel}.error::json, closed_at = ${now}, last_seq = ${rel}.last_seq, ${CLEARED}`;
+}
+
 /** A pending inbox row as acquireMany aggregates it. */
 interface InboxSignalRow {
   signal_id: string;
@@ -1133,8 +1157,9 @@ export class Sql {
    */
   async closeAlone(
     q: Queryable,
-    a: { runId: string; token: string; afterSeq: number; now: number; events: Array<{ type: string; json: string }>; received: string[]; childless: boolean; status: ClosedStatus; resultJson: string; errorJson: string | null },
+    a: ClosingRun & { token: string; now: number; childless: boolean },
   ): Promise<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean; root: boolean } | null; woke: string | null }> {
+    const docs = closingDocs([a]);
     const r = await q.query<{ written: boolean; me: { status: RunStatus; lease_token: string | null; last_seq: number; has_kids: boolean; root: boolean } | null; woke: string | null }>(
       `WITH parent AS (
          SELECT p.run_id FROM ${this.s}.runs p
@@ -1144,16 +1169,8 @@ export class Sql {
          FROM ${this.s}.runs r WHERE r.run_id = $1 AND (SELECT count(*) FROM parent) >= 0 FOR UPDATE OF r
        ), ok AS (
          SELECT * FROM me WHERE lease_token = $2 AND status = 'running' AND last_seq = $3 AND NOT has_kids
-       ), ev AS (
-         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-         SELECT ok.run_id, $3 + e.ord, e.type, e.payload::json, $4 FROM ok, unnest($5::text[], $6::text[]) WITH ORDINALITY AS e(type, payload, ord)
-       ), taken AS (
-         -- the signals this close journals (SignalReceived) leave the inbox
-         UPDATE ${this.s}.inbox i SET delivered = true FROM ok
-         WHERE i.run_id = ok.run_id AND i.signal_id = ANY($11::text[]) AND NOT i.delivered
-       ), cl AS (
-         UPDATE ${this.s}.runs r SET status = $7, result = $8::json, error = $9::json, closed_at = $4,
-           last_seq = $3 + cardinality($5::text[]), ${CLEARED}
+       ), ${this.closingWrites('ok', '$4', '$5', '$6', '$11')}, cl AS (
+         UPDATE ${this.s}.runs r SET status = $7, result = $8::json, error = $9::json, closed_at = $4, last_seq = $13, ${CLEARED}
          FROM ok WHERE r.run_id = ok.run_id
          RETURNING r.run_id
        ), wake AS (
@@ -1176,7 +1193,7 @@ export class Sql {
               (SELECT json_build_object('status', me.status, 'lease_token', me.lease_token, 'last_seq', me.last_seq, 'has_kids', me.has_kids,
                                         'root', me.parent_run_id IS NULL) FROM me) AS me,
               (SELECT run_id FROM wake WHERE woke) AS woke`,
-      [a.runId, a.token, a.afterSeq, a.now, a.events.map((e) => e.type), a.events.map((e) => e.json), a.status, a.resultJson, a.errorJson, a.status !== 'completed', a.received, a.childless],
+      [a.runId, a.token, a.afterSeq, a.now, docs.events, docs.signalRuns, a.status, a.resultJson, a.errorJson, a.status !== 'completed', docs.signalIds, a.childless, a.afterSeq + a.events.length],
     );
     const row = r.rows[0]!;
     return { written: row.written, me: row.me, woke: row.woke };
@@ -1191,11 +1208,10 @@ export class Sql {
    */
   async closeRootsTogether(
     q: Queryable,
-    items: Array<{ runId: string; token: string; afterSeq: number; events: Array<{ type: string; json: string }>; received: string[]; status: ClosedStatus; resultJson: string; errorJson: string | null }>,
+    items: Array<ClosingRun & { token: string }>,
     now: number,
   ): Promise<Map<string, { written: boolean; plain: boolean; status: RunStatus; leaseToken: string | null; lastSeq: number }>> {
-    const events = items.flatMap((it) => it.events.map((e, i) => ({ runId: it.runId, seq: it.afterSeq + i + 1, type: e.type, json: e.json })));
-    const received = items.flatMap((it) => it.received.map((signalId) => ({ runId: it.runId, signalId })));
+    const docs = closingDocs(items);
     const r = await q.query<{ run_id: string; status: RunStatus; lease_token: string | null; last_seq: number; plain: boolean; written: boolean }>(
       `WITH v AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], $7::integer[])
@@ -1208,17 +1224,8 @@ export class Sql {
        ), ok AS (
          SELECT v.* FROM v JOIN me ON me.run_id = v.run_id
          WHERE me.plain AND me.lease_token = v.token AND me.status = 'running' AND me.last_seq = v.after_seq
-       ), ev AS (
-         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-         SELECT e.r, e.s, e.t, e.p, $8 FROM json_to_recordset($9::json) AS e(r text, s integer, t text, p json)
-         WHERE e.r IN (SELECT run_id FROM ok)
-       ), taken AS (
-         UPDATE ${this.s}.inbox i SET delivered = true
-         FROM unnest($10::text[], $11::text[]) AS t(run_id, signal_id)
-         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered AND t.run_id IN (SELECT run_id FROM ok)
-       ), cl AS (
-         UPDATE ${this.s}.runs r SET
-           status = ok.status, result = ok.result::json, error = ok.error::json, closed_at = $8, last_seq = ok.last_seq, ${CLEARED}
+       ), ${this.closingWrites('ok', '$8', '$9', '$10', '$11')}, cl AS (
+         UPDATE ${this.s}.runs r SET ${closedSet('ok', '$8')}
          FROM ok WHERE r.run_id = ok.run_id
          RETURNING r.run_id
        )
@@ -1233,9 +1240,9 @@ export class Sql {
         items.map((x) => x.errorJson),
         items.map((x) => x.afterSeq + x.events.length),
         now,
-        eventsDocument(events),
-        received.map((x) => x.runId),
-        received.map((x) => x.signalId),
+        docs.events,
+        docs.signalRuns,
+        docs.signalIds,
       ],
     );
     return new Map(r.rows.map((x) => [x.run_id, { written: x.written, plain: x.plain, status: x.status, leaseToken: x.lease_token, lastSeq: x.last_seq }]));
@@ -1273,45 +1280,51 @@ export class Sql {
   }
 
   /**
-   * Closes several runs in one statement, which also appends their last events and takes the signals those journal
-   * out of the inboxes (a group commit's writes, one round trip); returns the runs that have open children (their
-   * policies then apply).
+   * Closes several runs (locked and fenced by the caller) in one statement, which also appends their last events and
+   * takes the signals those journal out of the inboxes (a group commit's writes, one round trip); returns the runs that
+   * have open children (their policies then apply).
    */
-  async closeRuns(
-    q: Queryable,
-    rows: { runId: string; lastSeq: number; status: ClosedStatus; resultJson: string; errorJson: string | null; childless: boolean }[],
-    now: number,
-    appended: { events: { runId: string; seq: number; type: string; json: string }[]; received: { runId: string; signalId: string }[] } = { events: [], received: [] },
-  ): Promise<string[]> {
-    if (!rows.length) return [];
+  async closeRuns(q: Queryable, items: Array<ClosingRun & { childless: boolean }>, now: number): Promise<string[]> {
+    if (!items.length) return [];
+    const docs = closingDocs(items);
     const r = await q.query<{ run_id: string; open_children: boolean }>(
-      `WITH ev AS (
-         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
-         SELECT e.r, e.s, e.t, e.p, $6 FROM json_to_recordset($8::json) AS e(r text, s integer, t text, p json)
-       ), taken AS (
-         UPDATE ${this.s}.inbox i SET delivered = true
-         FROM unnest($9::text[], $10::text[]) AS t(run_id, signal_id)
-         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered
-       )
-       UPDATE ${this.s}.runs r SET
-         status = v.status, result = v.result::json, error = v.error::json, closed_at = $6, last_seq = v.last_seq, ${CLEARED}
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $7::boolean[]) AS v(run_id, status, result, error, last_seq, childless)
-       WHERE r.run_id = v.run_id
+      `WITH v AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $7::boolean[]) AS v(run_id, status, result, error, last_seq, childless)
+       ), ${this.closingWrites('v', '$6', '$8', '$9', '$10')}
+       UPDATE ${this.s}.runs r SET ${closedSet('v', '$6')}
+       FROM v WHERE r.run_id = v.run_id
        RETURNING r.run_id, ${this.openChildrenOf('r', 'v.childless')} AS open_children`,
       [
-        rows.map((x) => x.runId),
-        rows.map((x) => x.status),
-        rows.map((x) => x.resultJson),
-        rows.map((x) => x.errorJson),
-        rows.map((x) => x.lastSeq),
+        items.map((x) => x.runId),
+        items.map((x) => x.status),
+        items.map((x) => x.resultJson),
+        items.map((x) => x.errorJson),
+        items.map((x) => x.afterSeq + x.events.length),
         now,
-        rows.map((x) => x.childless),
-        eventsDocument(appended.events),
-        appended.received.map((x) => x.runId),
-        appended.received.map((x) => x.signalId),
+        items.map((x) => x.childless),
+        docs.events,
+        docs.signalRuns,
+        docs.signalIds,
       ],
     );
     return r.rows.filter((x) => x.open_children).map((x) => x.run_id);
+  }
+
+  /**
+   * The writes every close of a batch makes besides its row, as two CTEs: its last events appended, and the signals
+   * they journal taken out of its inbox; only for the runs in `rel` (the ones that passed their fence). `now`, the
+   * events document (closingDocs) and the signals' run ids and ids are the statement's parameters named.
+   */
+  private closingWrites(rel: string, now: string, events: string, signalRuns: string, signalIds: string): string {
+    return `ev AS (
+         INSERT INTO ${this.s}.events (run_id, seq, type, payload, recorded_at)
+         SELECT e.r, e.s, e.t, e.p, ${now} FROM json_to_recordset(${events}::json) AS e(r text, s integer, t text, p json)
+         WHERE e.r IN (SELECT run_id FROM ${rel})
+       ), taken AS (
+         UPDATE ${this.s}.inbox i SET delivered = true
+         FROM unnest(${signalRuns}::text[], ${signalIds}::text[]) AS t(run_id, signal_id)
+         WHERE i.run_id = t.run_id AND i.signal_id = t.signal_id AND NOT i.delivered AND t.run_id IN (SELECT run_id FROM ${rel})
+       )`;
   }
 
   // ---- continue-as-new ----
