@@ -35,8 +35,14 @@ import {
  *   any state ──> lost    (final: the lease was taken over or cleared; nothing more is written)
  *   any state ──> stopped (final: STOP, the run was cancelled or terminated from outside)
  *
- * Side effects live in named actors (load, activate) and actions; the machine itself only says when. Leases are
- * renewed by the worker's heartbeat for all its runs at once (Worker.heartbeatLeases), which sends LOST on a lost one.
+ * Side effects live in a named actor (load) and named actions (activate, ...); the machine itself only says when.
+ * An activation is started by `activating`'s entry action and reports back with ACTIVATED or ACTIVATION_FAILED rather
+ * than as an invoked promise actor: a run that finishes in one activation (most independent runs) paid as much for
+ * that child actor (created, registered, started, stopped) as for the rest of its machine (bench/throughput.ts W4).
+ * Only `activating` handles those events, and it is left only by them or for a final state, so a report always
+ * belongs to the activation in flight (one ending after a final state finds the actor stopped and is dropped).
+ * Leases are renewed by the worker's heartbeat for all its runs at once (Worker.heartbeatLeases), which sends LOST
+ * on a lost one.
  */
 
 /** What a run actor needs from the worker that hosts it: the activation's host, and how long its leases last. */
@@ -89,7 +95,15 @@ export interface RunContext {
   error: string | null;
 }
 
-export type RunEvent = { type: 'WAKE' } | { type: 'ACTIVITY_DONE' } | { type: 'STOP' } | { type: 'LOST' } | { type: 'LEASE'; lease: Lease };
+export type RunEvent =
+  | { type: 'WAKE' }
+  | { type: 'ACTIVITY_DONE' }
+  | { type: 'STOP' }
+  | { type: 'LOST' }
+  | { type: 'LEASE'; lease: Lease }
+  // (sent by the activation the `activate` action started: see the machine's comment)
+  | { type: 'ACTIVATED'; output: StepResult }
+  | { type: 'ACTIVATION_FAILED'; error: unknown };
 
 /** The input of a done or failed invocation, for parameterized guards and actions (typed, no casts). */
 const outputOf = ({ event }: { event: { output: StepResult } }) => ({ output: event.output });
@@ -158,20 +172,6 @@ export const runMachine = setup({
         return null;
       }
     }),
-    // The activation itself (local work, eager activities, inline children) is activation.ts's: shared with the simulator.
-    activate: fromPromise<StepResult, RunContext>(async ({ input }) => {
-      const engine = input.engine!;
-      const observer = input.services.observer;
-      // (the run's first activation: nothing but RunStarted committed before it)
-      const first = engine.committedSeq === 1;
-      const activation = () => {
-        observe(observer, (o) => o.activating(input.runId));
-        return activateRun(input.services, { ...input, engine, work: input.work! });
-      };
-      const result = await (input.services.admit ? input.services.admit(activation) : activation());
-      observe(observer, (o) => o.activated(input.runId, engine, result, first));
-      return result;
-    }),
   },
   guards: {
     isBlocked: (_, p: { output: StepResult }) => p.output.kind === 'blocked',
@@ -186,6 +186,28 @@ export const runMachine = setup({
     leaseLost: (_, p: { error: unknown }) => p.error instanceof LeaseLostError,
   },
   actions: {
+    /** Starts one activation (local work, eager activities, inline children: activation.ts's, shared with the simulator). */
+    activate: ({ context, self }) => {
+      const engine = context.engine!;
+      const observer = context.services.observer;
+      // (the run's first activation: nothing but RunStarted committed before it)
+      const first = engine.committedSeq === 1;
+      const held = { runId: context.runId, lease: context.lease, engine, work: context.work!, checkInbox: context.checkInbox, inbox: context.inbox };
+      const activation = () => {
+        observe(observer, (o) => o.activating(held.runId));
+        return activateRun(context.services, held);
+      };
+      const report = (event: RunEvent) => {
+        if (self.getSnapshot().status === 'active') self.send(event);
+      };
+      (context.services.admit ? context.services.admit(activation) : activation()).then(
+        (output) => {
+          observe(observer, (o) => o.activated(held.runId, engine, output, first));
+          report({ type: 'ACTIVATED', output });
+        },
+        (error: unknown) => report({ type: 'ACTIVATION_FAILED', error }),
+      );
+    },
     noteWake: assign({ wakePending: true }),
     clearWake: assign({
       // Signals and cancel requests arrive with a wake-up; a run created by this worker has none yet. A lease granted
@@ -278,11 +300,9 @@ export const runMachine = setup({
       },
     },
     activating: {
-      entry: 'clearWake',
-      invoke: {
-        src: 'activate',
-        input: ({ context }) => context,
-        onDone: [
+      entry: ['clearWake', 'activate'],
+      on: {
+        ACTIVATED: [
           { guard: { type: 'isBlocked', params: outputOf }, target: 'blocked' },
           { guard: 'isClosed', target: 'closed' },
           { guard: { type: 'newsAndHeld', params: outputOf }, target: 'activating', reenter: true },
@@ -290,7 +310,7 @@ export const runMachine = setup({
           // Released in the commit; news that came in meanwhile is handled by a new actor (see RUN_ENDED).
           { target: 'suspended' },
         ],
-        onError: [
+        ACTIVATION_FAILED: [
           { guard: { type: 'leaseLost', params: errorOf }, target: 'lost', actions: [{ type: 'recordError', params: errorOf }, { type: 'logLeaseLost', params: errorOf }] },
           { target: 'failed', actions: [{ type: 'recordError', params: errorOf }, { type: 'logError', params: errorOf }] },
         ],
