@@ -13,6 +13,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts', 'examples/**/*.test.ts'],
     // Load-sensitive soaks (no lease lost over a large fan-out with a 2 s lease) run alone: `npm run test:soak`.
     exclude: ['test/soak/**', '**/node_modules/**'],
+    // Once per run, before any file: builds dist/ when the sources are newer, for the tests that run the built CLI.
+    globalSetup: ['test/support/build.ts'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     // Integration tests start real processes and servers; keep files from fighting over 2 cores.

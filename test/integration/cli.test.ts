@@ -1,20 +1,20 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from '../support/build.js';
 import { freshSchema, testDatabaseUrl } from '../support/postgres.js';
 import { repoRoot, waitFor } from './fixtures/processes.js';
 
 /**
- * The `skein` command line as a user runs it: the built binary (`node dist/cli/main.js`, built here when the sources
- * are newer than it) against the real PostgreSQL, each test on a fresh schema (`--schema`), with worker processes of
- * the same binary loading a TypeScript module (test/integration/fixtures/cli-workflows.ts, through tsx). Output is
- * not a terminal here, so live progress comes as plain lines on stderr.
+ * The `skein` command line as a user runs it: the built binary (`node dist/cli/main.js`, built by the run's
+ * globalSetup, test/support/build.ts, when the sources are newer than it) against the real PostgreSQL, each test on a
+ * fresh schema (`--schema`), with worker processes of the same binary loading a TypeScript module
+ * (test/integration/fixtures/cli-workflows.ts, through tsx). Output is not a terminal here, so live progress comes as
+ * plain lines on stderr.
  */
 
-const CLI = path.join(repoRoot, 'dist/cli/main.js');
 const FIXTURE = 'test/integration/fixtures/cli-workflows.ts';
 
 interface Result {
@@ -78,22 +78,10 @@ const parse = <T = any>(r: Result): T => {
   return JSON.parse(r.stdout) as T;
 };
 
-/** Builds dist/ when a source file is newer than the CLI's entry point (without type checking: `npm test` type checks first). */
-function buildIfStale(): void {
-  const built = existsSync(CLI) ? statSync(CLI).mtimeMs : 0;
-  const newest = (dir: string): number =>
-    Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(path.join(dir, e.name)) : statSync(path.join(dir, e.name)).mtimeMs)));
-  if (newest(path.join(repoRoot, 'src')) <= built) return;
-  const r = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--noCheck'], { cwd: repoRoot, encoding: 'utf8' });
-  if (r.status !== 0) console.warn(`tsc -p tsconfig.build.json reported errors (the build still emitted):\n${r.stdout.slice(0, 2000)}`);
-  if (!existsSync(CLI) || statSync(CLI).mtimeMs <= built) throw new Error(`the build did not produce ${CLI}:\n${r.stdout}\n${r.stderr}`);
-}
-
 describe('skein CLI (the built binary, real PostgreSQL)', () => {
   beforeAll(async () => {
     url = await testDatabaseUrl();
-    buildIfStale();
-  }, 120_000);
+  });
   afterEach(async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     children.length = 0;
@@ -339,5 +327,20 @@ describe('skein CLI (the built binary, real PostgreSQL)', () => {
     const missing = await skein(['replay', path.join(dir, 'nope'), '--workflows', FIXTURE]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^skein: UsageError: no such file or folder: /);
+  });
+
+  it('dashboard: serves the front-end the build bundled (dist/dashboard/assets: it cannot bundle one), exits 0 on SIGTERM', async () => {
+    const schema = await schemaForTest();
+    const d = spawnSkein(['dashboard', '--port', '0', '--schema', schema]);
+    await waitFor('the dashboard to listen', () => /skein dashboard on http/.test(d.output()) || d.child.exitCode !== null, 30_000);
+    const base = /skein dashboard on (http:\/\/\S+)/.exec(d.output())?.[1];
+    expect(base, d.output()).toBeDefined();
+    const page = await fetch(base!);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('/assets/app.js');
+    const js = await fetch(new URL('/assets/app.js', base));
+    expect(await js.text()).toBe(await readFile(path.join(repoRoot, 'dist/dashboard/assets/app.js'), 'utf8'));
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
   });
 });

@@ -2,12 +2,14 @@
  * docs/getting-started.md, checked and run. Every code block of the guide is either a file of
  * examples/getting-started quoted verbatim (a `<!-- file: … -->` line names it; tsc compiles it with the project, the
  * example's test runs with the suite) or a shell command this test knows; the commands are then run as the guide says,
- * in a copy of the example project outside the repository, on the embedded PostgreSQL: a worker (`skein worker` on the
- * TypeScript module, through tsx), the client script from the project folder and from a folder below it (both find the
- * same server), the worker in its own process; `psql`'s URL connects; the server stops when the last process leaves.
+ * in a copy of the example project outside the repository, on the embedded PostgreSQL: a worker (`skein worker`, the
+ * built CLI as npx runs it, on the TypeScript module, which it loads through tsx), the client script from the project
+ * folder and from a folder below it (both find the same server), the worker in its own process; `psql`'s URL
+ * connects; the server stops when the last process leaves. The project's `skein` is this repository's build (dist/,
+ * built by the run's globalSetup, test/support/build.ts), linked as `npm install` would install it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,6 +19,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const ROOT = resolve(import.meta.dirname, '../..');
 const GUIDE = join(ROOT, 'docs', 'getting-started.md');
 const TSX = join(ROOT, 'node_modules', '.bin', 'tsx');
+/** A project's `skein` command, what npx runs: node_modules/.bin/skein, the package's bin (dist/cli/main.js). */
+const SKEIN_BIN = (proj: string) => join(proj, 'node_modules', '.bin', 'skein');
 
 interface Block {
   lang: string;
@@ -84,19 +88,22 @@ describe('docs/getting-started.md', () => {
       proj = join(tmp, 'my-skein-app');
       await mkdir(join(proj, 'scripts'), { recursive: true });
       for (const f of ['package.json', 'tsconfig.json', 'src']) await cp(join(ROOT, 'examples', 'getting-started', f), join(proj, f), { recursive: true });
-      // `npm install skein`, stood in for by a package that re-exports this repository's sources (the consumer test
-      // installs the packed package); tsx, which `skein worker` needs for a .ts module, from the repository.
-      const skein = join(proj, 'node_modules', 'skein');
-      await mkdir(skein, { recursive: true });
-      await writeFile(join(skein, 'package.json'), JSON.stringify({ name: 'skein', type: 'module', exports: { '.': './index.ts', './testing': './testing.ts' } }));
-      await writeFile(join(skein, 'index.ts'), `export * from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))};\n`);
-      await writeFile(join(skein, 'testing.ts'), `export * from ${JSON.stringify(join(ROOT, 'src', 'testing', 'index.ts'))};\n`);
+      // `npm install skein`, stood in for by a link to this repository (as `npm link` makes; the consumer test installs
+      // the packed package): its package.json sends 'skein' to dist/, and its bin, linked as npm links it, is
+      // dist/cli/main.js. So the project's modules, its scripts and `skein worker` all run one copy of skein, the built
+      // one (the built CLI refuses a --workflows module built on another copy). tsx, which `skein worker` needs for a
+      // .ts module and the guide's scripts run with, from the repository.
+      await mkdir(join(proj, 'node_modules', '.bin'), { recursive: true });
+      await symlink(ROOT, join(proj, 'node_modules', 'skein'), 'dir');
+      await symlink(join('..', 'skein', 'dist', 'cli', 'main.js'), SKEIN_BIN(proj));
       await symlink(join(ROOT, 'node_modules', 'tsx'), join(proj, 'node_modules', 'tsx'), 'dir');
     }, 60_000);
 
-    afterAll(async () => {
-      // Each process leads a group of its own (tsx runs the script in a child of its own): kill the whole group, or
-      // a failed test would leave a worker running.
+    /**
+     * Each process leads a group of its own (tsx runs the script in a child of its own): kill the whole group, or a
+     * failed test would leave a worker running. In afterAll, and on the test process's exit should afterAll not run.
+     */
+    function killGroups(): void {
       for (const p of procs) {
         try {
           process.kill(-p.pid!, 'SIGKILL');
@@ -104,6 +111,12 @@ describe('docs/getting-started.md', () => {
           // gone
         }
       }
+    }
+    process.once('exit', killGroups);
+
+    afterAll(async () => {
+      killGroups();
+      process.removeListener('exit', killGroups);
       // Should the server still run (a failed test), stop it: it is detached and would outlive the test.
       const pidFile = join(proj ?? '', '.skein', 'pg', 'postmaster.pid');
       if (proj && existsSync(pidFile)) {
@@ -123,11 +136,14 @@ describe('docs/getting-started.md', () => {
       return e;
     }
 
-    /** `npx <args>` as the guide writes it: `skein` is the CLI (run from source through tsx), `tsx` is tsx. */
+    /**
+     * `npx <args>` as the guide writes it: `skein` is the project's bin (the built CLI, run by node as npx runs it),
+     * `tsx` is tsx. Detached: each leads a process group of its own (see killGroups).
+     */
     function npx(command: string, cwd: string): ChildProcess {
       const [tool, ...args] = command.replace(/^npx /, '').split(' ');
-      const argv = tool === 'skein' ? [join(ROOT, 'src', 'cli', 'main.ts'), ...args] : args;
-      const p = spawn(TSX, argv, { cwd, env: env(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const [file, argv] = tool === 'skein' ? [process.execPath, [SKEIN_BIN(proj), ...args]] : [TSX, args];
+      const p = spawn(file, argv, { cwd, env: env(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       procs.push(p);
       return p;
     }

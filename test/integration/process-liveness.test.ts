@@ -10,8 +10,8 @@ import * as fx from './fixtures/crash-workflows.js';
 import { logLines, repoRoot, sleep, useWorkerProcesses, waitFor, workflowsModule, type WorkerProcess } from './fixtures/processes.js';
 
 /**
- * The `skein worker` process (the real CLI, as a child process) stays up for as long as it can go on, and says what
- * is wrong in one line when it cannot:
+ * The `skein worker` process (the built CLI, `node dist/cli/main.js`, as a child process) stays up for as long as it
+ * can go on, and says what is wrong in one line when it cannot:
  *  (a) an idle worker whose database goes away waits for it (one warn line for the outage, not one per retry), and
  *      resumes when it is back; SIGTERM still ends it with exit code 0;
  *  (b) the embedded server outlives any one process using it: a client process that started it exits, the worker
@@ -114,13 +114,13 @@ describe('process liveness', () => {
         await waitFor('the embedded server to stop', () => !pidAlive(pid), 20_000, 100).catch(() => process.kill(pid, 'SIGKILL'));
       }
     });
+    // A user's client script (run with tsx) on the built package, as the worker processes are: one copy of skein.
     const script = path.join(home, 'client.mts');
-    const src = (p: string) => JSON.stringify(path.join(repoRoot, p));
+    const file = (p: string) => JSON.stringify(path.join(repoRoot, p));
     await writeFile(
       script,
-      `import { openJournal } from ${src('src/journal/open.ts')};
-       import { Client } from ${src('src/client/client.ts')};
-       import { leafChild } from ${src(workflowsModule)};
+      `import { Client, openJournal } from ${file('dist/index.js')};
+       import { leafChild } from ${file(workflowsModule)};
        const opened = await openJournal({ schema: ${JSON.stringify(schema)} });
        console.log('OPENED embedded=' + opened.embedded);
        const client = new Client(opened.journal);
@@ -160,7 +160,7 @@ describe('process liveness', () => {
 
   it('(c) bad input: one typed line on stderr and exit code 2; --help prints usage and exits 0', async () => {
     const cli = (args: string[], env: NodeJS.ProcessEnv = {}) => {
-      const p = procs.spawnScript(`skein ${args.join(' ')}`, 'src/cli/main.ts', args, { ...process.env, SKEIN_LOG_LEVEL: 'warn', ...env });
+      const p = procs.spawnCli(`skein ${args.join(' ')}`, args, { ...process.env, SKEIN_LOG_LEVEL: 'warn', ...env });
       const closed = new Promise((r) => p.child.once('close', r));
       return closed.then(async () => ({ code: (await p.exited).code, out: p.output(), err: p.stderr() }));
     };
