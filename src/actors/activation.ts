@@ -277,15 +277,17 @@ export async function block(host: RunHost, lease: Lease, afterSeq: number, error
   return { kind: 'blocked', error, commit };
 }
 
-export function mergeOutputs(a: ActivationOutput, b: ActivationOutput): ActivationOutput {
-  return {
-    events: [...a.events, ...b.events],
-    children: [...a.children, ...b.children],
-    activities: [...a.activities, ...b.activities],
-    signals: [...a.signals, ...b.signals],
-    closeChildren: [...a.closeChildren, ...b.closeChildren],
-    ...(b.close ?? a.close ? { close: (b.close ?? a.close)! } : {}),
-  };
+/**
+ * Appends `more` to `into`, an output its caller took from the engine (so owns), and returns it. In place: an
+ * activation folding rounds of inline work into a large fan-out's output copied all its children every round.
+ */
+export function appendOutput(into: ActivationOutput, more: ActivationOutput): ActivationOutput {
+  for (const key of ['events', 'children', 'activities', 'signals', 'closeChildren'] as const) {
+    const to = into[key] as unknown[];
+    for (const x of more[key]) to.push(x); // (not push(...more): a spread of 100,000 arguments overflows the stack)
+  }
+  if (more.close) into.close = more.close;
+  return into;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -313,10 +315,10 @@ export interface ActivationHost {
   /** How many more runs this host may take now: no more children than that run inline (the rest go elsewhere). */
   capacityLeft(): number;
   /**
-   * Called after each commit, so the host can run newly leased children (whose specs are given, so they need not be
-   * read back) and route parent wake-ups.
+   * Called after each commit, so the host can run newly leased children (`created` gives the spec of a child this
+   * commit created and left open, so it need not be read back) and route parent wake-ups.
    */
-  afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void;
+  afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: CreatedChildren): void;
   /**
    * Runs one activity now, in this process (retries included), and resolves with its delivery. Default: the registry's
    * function, with its ActivityContext (`call` says whose it is and the signal that aborts it).
@@ -340,6 +342,13 @@ export interface ActivationHost {
  * parent's activation already ran its first activation (its engine holds that uncommitted output).
  */
 export type FreshRun = NewRun & { parentRunId: string; depth: number; prepared?: PreparedRun };
+
+/**
+ * The children a commit created and left open, by run id (undefined for any other id). A lookup, not a list: a
+ * large fan-out leases a few hundred of its children to this worker, and a spec object for each of 100,000 others
+ * was built for nothing.
+ */
+export type CreatedChildren = (childRunId: string) => FreshRun | undefined;
 
 /** A new run's first activation done ahead of time by its parent's activation: the engine (uncommitted) and its work. */
 export interface PreparedRun {
@@ -459,26 +468,31 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
     const fanout = first.children.length;
     const childBudget = Math.min(services.inlineChildBudgetMs * Math.max(1, fanout / 200), Math.max(services.inlineChildBudgetMs, INLINE_FANOUT_CAP_MS));
     const deadline = budgetNow() + Math.max(services.inlineActivityBudgetMs, childBudget);
-    const attempted = new Set<string>();
+    // How far into output.children the inline attempts have looked: the list only grows at its end, so each round
+    // reads the new children, not the whole fan-out again (100,000 children were filtered once per round of 1,000).
+    let looked = 0;
     for (;;) {
       let deliveries: NewEvent[] = [];
       const now = host.journal.clock.now();
       // Inline children: a child this activation starts runs its first activation right here; if it closes (it
       // needed only quick activities), it is committed closed in this same transaction and its outcome is journaled
       // here at once. Otherwise its actor takes over the engine and the activities already running.
-      const fresh =
-        services.inlineChildBudgetMs > 0
-          ? output.children.filter((c) => !attempted.has(c.runId) && runsHere(services, c, now))
-          : [];
       // Never more than this worker will run: a child given back to other workers would redo its activities.
-      fresh.splice(Math.max(0, services.capacityLeft() - prepared.size));
-      if (fresh.length && budgetNow() < deadline) {
+      const fresh: NewRun[] = [];
+      if (services.inlineChildBudgetMs > 0 && budgetNow() < deadline) {
+        const room = services.capacityLeft() - prepared.size;
+        const children = output.children;
+        while (looked < children.length && fresh.length < room) {
+          const c = children[looked++]!;
+          if (runsHere(services, c, now)) fresh.push(c);
+        }
+      }
+      if (fresh.length) {
         stampRuns(engine, fresh); // (OpenTelemetry: the trace context goes into the RunStarted its engine is built from)
         const tries = await Promise.all(
           fresh.map((c) => attemptInline(services, { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1 }, deadline, run, has)),
         );
         fresh.forEach((c, i) => {
-          attempted.add(c.runId);
           const t = tries[i]!;
           if (t.kind === 'completed') {
             c.completed = t.completed;
@@ -496,7 +510,7 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
       }
       if (!deliveries.length || engine.closed) break;
       const more = engine.activate(deliveries, host.journal.clock.now());
-      output = mergeOutputs(output, more);
+      output = appendOutput(output, more);
       if (output.close || !more.events.length) break; // nothing new came of it: commit what we have
     }
     return output;
@@ -507,15 +521,15 @@ export async function activateRun(services: ActivationHost, ctx: HeldRun): Promi
   // aborted (ctx.signal, reason CancelledError); they end failed with it (journaled as history if the run is still
   // open then). Cleanup activities the code starts from here on run normally.
   if (result.kind === 'committed' && !cancelledBefore && engine.cancelReason !== null) work.abort(new CancelledError(engine.cancelReason), before);
-  const created: FreshRun[] =
-    result.kind === 'committed'
-      ? result.output.children
-          .filter((c) => !c.completed)
-          .map((c) => {
-            const p = prepared.get(c.runId);
-            return { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1, ...(p ? { prepared: p } : {}) };
-          })
-      : [];
+  let byId: Map<string, NewRun> | undefined;
+  const created: CreatedChildren = (childRunId) => {
+    if (result.kind !== 'committed') return undefined;
+    byId ??= new Map(result.output.children.map((c) => [c.runId, c]));
+    const c = byId.get(childRunId);
+    if (!c || c.completed) return undefined;
+    const p = prepared.get(c.runId);
+    return { ...c, parentRunId: ctx.runId, depth: c.depth ?? engine.run.depth + 1, ...(p ? { prepared: p } : {}) };
+  };
   if (result.kind === 'committed' && stalled) {
     const st = stalled.stall;
     services.log.warn(
@@ -587,7 +601,7 @@ async function attemptInline(
     await settle(Promise.all(started.length ? started : [work.idle()]), deadline);
     const ready = work.take();
     if (!ready.length) break; // out of time
-    out = mergeOutputs(out, engine.activate(ready, host.journal.clock.now()));
+    out = appendOutput(out, engine.activate(ready, host.journal.clock.now()));
   }
   const c = engine.closed ? out.close : undefined;
   if (c && c.status !== 'continued' && !out.children.length && !out.signals.length && !out.closeChildren.length && !work.size) {

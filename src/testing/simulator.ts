@@ -8,6 +8,7 @@ import {
   LocalWork,
   type ActivationHost,
   type ActivityCall,
+  type CreatedChildren,
   type FreshRun,
   type RunHost,
 } from '../actors/activation.js';
@@ -375,10 +376,9 @@ export class Simulation {
   }
 
   /** What a worker does after a commit: run the children leased to it, arm the run's timer. */
-  private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void {
-    const specs = new Map(created.map((c) => [c.runId, c]));
+  private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: CreatedChildren): void {
     for (const lease of result.childLeases) {
-      const fresh = specs.get(lease.runId);
+      const fresh = created(lease.runId);
       const work = fresh?.prepared?.work ?? new LocalWork(() => {});
       work.setListener(() => {});
       this.held.set(lease.runId, { lease, engine: fresh?.prepared?.engine ?? null, work, fresh, wake: false, activations: 0, timerAt: null });

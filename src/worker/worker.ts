@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { createActor, type Actor } from 'xstate';
 import pino, { type Logger } from 'pino';
 import { Admission } from './admission.js';
-import { EngineCache, type RunHost } from '../actors/activation.js';
+import { EngineCache, type CreatedChildren, type RunHost } from '../actors/activation.js';
 import type { FreshRun, RunServices } from '../actors/run-machine.js';
 import { workerSystemMachine, type SystemEvent } from '../actors/worker-system.js';
 import { abortReason, type RunEndReason } from '../actors/local-work.js';
@@ -120,6 +120,8 @@ export class Worker {
   private leaseTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private pollAgain = false;
+  /** The last claim took all it asked for: more runs are due than this worker has room for (a backlog). */
+  private claimedFull = false;
   private unsubscribe: (() => void) | null = null;
   private unsubscribeBus: (() => void) | null = null;
   private readonly wakeBus: WakeBus | undefined;
@@ -475,9 +477,9 @@ export class Worker {
     }
   }
 
-  private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: FreshRun[]): void {
+  private afterCommit(runId: string, result: CommitResult, timerAt: number | null, created: CreatedChildren): void {
     const elsewhere: string[] = [];
-    const specs = new Map(created.map((c) => [c.runId, c]));
+    const specs = new Map(result.childLeases.map((l) => [l.runId, created(l.runId)]));
     // Children whose first activation already ran here (inline, unfinished) come first: their work is in hand.
     const leases = [...result.childLeases].sort((a, b) => Number(!specs.get(a.runId)?.prepared) - Number(!specs.get(b.runId)?.prepared));
     for (const l of leases) {
@@ -571,7 +573,12 @@ export class Worker {
     try {
       // Claim no more than the activations can take soon: what is free of the concurrency, but at most a batch of
       // twice the admission limit, and nothing while activations already wait for a slot (see Admission).
-      const limit = this.admission.backlog > 0 ? 0 : Math.min(this.capacityLeft(), 2 * this.admission.limit);
+      // With a backlog of due runs, claim a full batch once there is room for one rather than a few runs each time
+      // one ends: a claim's cost is mostly fixed (it walks past the runs this worker holds in the due index), so
+      // claims of ~100 runs each turned a 100,000-child fan-out into 945 claims (5.5 s of database time).
+      const batch = 2 * this.admission.limit;
+      const room = this.capacityLeft();
+      const limit = this.admission.backlog > 0 || (this.claimedFull && room < Math.min(batch, this.concurrency / 4)) ? 0 : Math.min(room, batch);
       if (limit > 0) {
         // Only runs this worker can execute: of its workflows, and not stalled on an activity it lacks while a worker
         // that has it may still take it (see ClaimOptions.activities).
@@ -587,6 +594,7 @@ export class Worker {
         this.noteReachable();
         for (const l of leases) this.runLease(l);
         full = leases.length === limit;
+        this.claimedFull = full;
       } else {
         this.pollAgain = true;
       }

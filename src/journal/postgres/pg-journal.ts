@@ -442,10 +442,18 @@ export class PgJournal implements Journal {
       const stop: string[] = [];
 
       let seq = run.lastSeq;
-      if (p.events.length) {
-        await this.sql.insertEvents(q, run.runId, seq, p.events, now, p.received);
-        seq += p.events.length;
-      }
+      const eventsWritten = p.events.length ? this.sql.insertEvents(q, run.runId, seq, p.events, now, p.received) : undefined;
+      seq += p.events.length;
+      const createChildren = () =>
+        p.children.length
+          ? this.createChildren(q, run, p, c.leaseChildren ? { owner: lease.owner, expiresAt: Math.max(now, lease.expiresAt), only: (id) => leasesChild(c, id) } : null, now)
+          : { childLeases: [], announce: [] };
+      // The new children's rows are built (createChildren's synchronous part) while the database writes the events: a
+      // large fan-out's rows take as long to build as its ChildScheduled events take to write (100,000: ~1.5 s each).
+      // Their statement queues on this connection behind the events'. (Children the run stopped waiting for are closed
+      // before any child is created, as the statements were always ordered.)
+      const created = p.closeChildren.length ? undefined : createChildren();
+      const [, early] = await Promise.all([eventsWritten, created]);
 
       // Children the run stopped waiting for (timeouts): closed per the policy given, then their descendants per theirs.
       if (p.closeChildren.length) {
@@ -454,9 +462,7 @@ export class PgJournal implements Journal {
         if (closed.length) await this.cascade(q, closed, p.maxChildDepth, PARENT_STOPPED_WAITING, now, { stop });
       }
 
-      const { childLeases, announce } = p.children.length
-        ? await this.createChildren(q, run, p, c.leaseChildren ? { owner: lease.owner, expiresAt: Math.max(now, lease.expiresAt), only: (id) => leasesChild(c, id) } : null, now)
-        : { childLeases: [], announce: [] };
+      const { childLeases, announce } = early ?? (await createChildren());
 
       // After the children exist: a parent may signal a child it started in this same activation.
       if (p.signals.length) wake.push(...(await this.sql.deliverSignals(q, p.signals, now)));
