@@ -575,10 +575,13 @@ export class Worker {
       // twice the admission limit, and nothing while activations already wait for a slot (see Admission).
       // With a backlog of due runs, claim a full batch once there is room for one rather than a few runs each time
       // one ends: a claim's cost is mostly fixed (it walks past the runs this worker holds in the due index), so
-      // claims of ~100 runs each turned a 100,000-child fan-out into 945 claims (5.5 s of database time).
+      // claims of ~100 runs each turned a 100,000-child fan-out into 945 claims (5.5 s of database time). Not longer
+      // than a poll interval, though: runs that hold their slots for long (slow activities) must not keep the free
+      // ones idle.
       const batch = 2 * this.admission.limit;
       const room = this.capacityLeft();
-      const limit = this.admission.backlog > 0 || (this.claimedFull && room < Math.min(batch, this.concurrency / 4)) ? 0 : Math.min(room, batch);
+      const gather = this.claimedFull && room < Math.min(batch, this.concurrency / 4) && Date.now() - (this.lastPollAt ?? 0) < this.pollIntervalMs;
+      const limit = this.admission.backlog > 0 || gather ? 0 : Math.min(room, batch);
       if (limit > 0) {
         // Only runs this worker can execute: of its workflows, and not stalled on an activity it lacks while a worker
         // that has it may still take it (see ClaimOptions.activities).
