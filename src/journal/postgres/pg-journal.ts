@@ -816,16 +816,27 @@ export class PgJournal implements Journal {
     lease: { owner: string; expiresAt: number; only: (runId: string) => boolean } | null,
     now: number,
   ): Promise<{ childLeases: Lease[]; announce: string[] }> {
+    // (field by field, not spread from the prepared child: one row per child, 100,000 of them in a large fan-out)
     const rows: RunInsert[] = p.children.map((ch) => {
       const depth = ch.depth ?? parent.depth + 1;
-      const closed = ch.completed && {
-        status: ch.completed.status,
-        resultJson: ch.completed.resultJson,
-        errorJson: ch.completed.errorJson,
-        lastSeq: 1 + ch.completed.events.length,
+      const started = { workflow: ch.workflow, workflowId: ch.workflowId, parentRunId: parent.runId, callId: ch.callId, deadline: ch.deadline, trace: ch.trace };
+      const row: RunInsert = {
+        runId: ch.runId,
+        workflowId: ch.workflowId,
+        workflow: ch.workflow,
+        inputJson: ch.inputJson,
+        callId: ch.callId,
+        queue: ch.queue,
+        depth,
+        parentClosePolicy: ch.parentClosePolicy,
+        startAt: ch.startAt,
+        startedJson: startedPayload(started, ch.input, depth),
       };
-      const unleased = lease && !closed && !lease.only(ch.runId);
-      return { ...ch, depth, startedJson: startedPayload({ ...ch, parentRunId: parent.runId }, ch.input, depth), ...(closed ? { closed } : {}), ...(unleased ? { unleased } : {}) };
+      if (ch.completed) {
+        const { status, resultJson, errorJson, events } = ch.completed;
+        row.closed = { status, resultJson, errorJson, lastSeq: 1 + events.length };
+      } else if (lease && !lease.only(ch.runId)) row.unleased = true;
+      return row;
     });
     const inserted = await this.sql.insertChildren(q, { runId: parent.runId, rootRunId: parent.rootRunId }, rows, lease, now);
     if (inserted.length < rows.length) {
