@@ -8,7 +8,11 @@
  *  W5   5,000 root runs each waiting on a signal; once all wait, every run is signalled (client.signal, 32 in flight,
  *       from the client process);
  *       from the first signal until every run has completed. Runs/s, and heap per waiting run (heap with the 5,000
- *       runs suspended and their engines cached, minus heap before, after a full GC).
+ *       runs suspended and their engines cached, minus heap before, after a full GC). Also (W5s) the time from the
+ *       first start until all 5,000 wait: a first activation that journals a wait and releases the run.
+ *  W6   5,000 root runs each sleeping until the same instant (a timer each, armed at its first activation), then one
+ *       trivial activity; from that instant until every run has completed. Runs/s: the timer path of waking (the
+ *       worker's own timers for the runs it suspended, then leases in batches), beside W5's signal path.
  *  W1   one parent, N children each running one trivial activity (N = 1,000, 10,000 and 100,000; BENCH_W1_SIZES=1000,10000
  *       for a shorter run);
  *       per-child cost, and its ratio to N = 1,000.
@@ -18,11 +22,11 @@
  * concurrent clients (transactions/s), pgbench-style. Read the ratios: these 2-core VMs drift 2x.
  *
  * Run: npm run bench:throughput   (node --expose-gc, so heap figures are after a full collection)
- *      BENCH_ONLY=W4,W5 npm run bench:throughput   (some of them: W4, W5, W1, W1io)
+ *      BENCH_ONLY=W4,W5 npm run bench:throughput   (some of them: W4, W5, W6, W1, W1io)
  */
 import pg from 'pg';
 import pino from 'pino';
-import { activity, all, child, defineActivity, waitForSignal, workflow } from '../src/runtime/commands.js';
+import { activity, all, child, defineActivity, now, sleep, waitForSignal, workflow } from '../src/runtime/commands.js';
 import { Client } from '../src/client/client.js';
 import { Worker } from '../src/worker/worker.js';
 import { createPgJournal, type PgJournal } from '../src/journal/postgres/index.js';
@@ -41,6 +45,10 @@ const threeSteps = workflow('w4_three_steps', function* (n: number) {
 const awaitSignal = workflow('w5_await_signal', function* (_: null) {
   return yield* waitForSignal<number>('go');
 });
+const sleepUntil = workflow('w6_sleep_until', function* (at: number) {
+  yield* sleep(Math.max(0, at - (yield* now())));
+  return yield* activity(trivial, at);
+});
 const leaf = workflow('w1_leaf', function* (n: number) {
   return yield* activity(double, n);
 });
@@ -56,7 +64,7 @@ const ioFanout = workflow('w1io_fanout', function* (n: number) {
   return xs.reduce((a, b) => a + b, 0);
 });
 
-const workflows = [threeSteps, awaitSignal, leaf, ioLeaf, fanout, ioFanout];
+const workflows = [threeSteps, awaitSignal, sleepUntil, leaf, ioLeaf, fanout, ioFanout];
 const activities = [trivial, io20, double];
 
 /** Transactions/s of single-row insert + commit with `clients` concurrent connections for `ms`. */
@@ -115,7 +123,7 @@ function newWorker(journal: PgJournal): Worker {
   return new Worker({ workflows, activities, journal, logger: pino({ level: 'warn' }), ...(process.env.BENCH_MAX_ACT ? { maxActivations: Number(process.env.BENCH_MAX_ACT) } : {}) });
 }
 
-/** The workloads to run (BENCH_ONLY=W4,W5,W1,W1io; default all). */
+/** The workloads to run (BENCH_ONLY=W4,W5,W6,W1,W1io; default all). */
 const only = process.env.BENCH_ONLY?.split(',').map((w) => w.trim().toUpperCase());
 const wanted = (w: string) => !only || only.includes(w.toUpperCase());
 
@@ -166,6 +174,7 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     worker.start();
     gc();
     const heap0 = process.memoryUsage().heapUsed;
+    const started0 = performance.now();
     const refs = (await remote.start(awaitSignal.name, ids(`w5-${k}`, n), new Array(n).fill(null))).runIds;
     await until('W5 waiting', async () => {
       const r = await journal.pool.query<{ n: string }>(
@@ -174,6 +183,8 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
       );
       return Number(r.rows[0]!.n) >= n;
     });
+    // (started and suspended: each run's first activation journals its wait and releases the run)
+    const waiting = performance.now() - started0;
     gc();
     const heapPerRun = (process.memoryUsage().heapUsed - heap0) / n;
     const cpu0 = process.cpuUsage();
@@ -186,6 +197,35 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     console.log(
       `W5  ${n} waiting runs signalled               ${fmt(ms)} ms   ${fmt(rate)} runs/s        ` +
         `= ${(rate / tps8).toFixed(2)} x the 8-client floor (signals sent in ${fmt(signalled)} ms; ${busy(cpu0, ms)}); heap per waiting run ${(heapPerRun / 1024).toFixed(2)} KB`,
+    );
+    console.log(`W5s the same 5000 runs, started until all wait  ${fmt(waiting)} ms   ${fmt((n / waiting) * 1000)} runs/s started and suspended`);
+    await worker.shutdown();
+    k++;
+  }
+
+  // ---- W6 ----
+  if (wanted('W6')) {
+    const n = 5000;
+    const worker = newWorker(journal);
+    worker.start();
+    // Far enough ahead that every run has armed its timer before it fires (starting 5,000 runs takes ~1 s here).
+    const at = Date.now() + 8000;
+    await remote.start(sleepUntil.name, ids(`w6-${k}`, n), new Array(n).fill(at));
+    // (every run has journaled its timer: RunStarted, the clock's SideEffect, TimerStarted)
+    await until('W6 sleeping', async () => {
+      const r = await journal.pool.query<{ n: string }>(`select count(*) as n from ${schema}.runs where workflow = $1 and last_seq >= 3`, [sleepUntil.name]);
+      return Number(r.rows[0]!.n) >= n || Date.now() >= at;
+    });
+    const late = Date.now() - at;
+    if (late >= 0) throw new Error(`W6: the runs were still being started ${late} ms after their timers were due`);
+    await new Promise((r) => setTimeout(r, at - Date.now()));
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    await until('W6', async () => (await countStatus(journal, schema, sleepUntil.name, 'completed')) >= n);
+    const ms = performance.now() - t0;
+    const rate = (n / ms) * 1000;
+    console.log(
+      `W6  ${n} timers due at the same instant        ${fmt(ms)} ms   ${fmt(rate)} runs/s        = ${(rate / tps8).toFixed(2)} x the 8-client floor (${busy(cpu0, ms)})`,
     );
     await worker.shutdown();
     k++;

@@ -1053,8 +1053,10 @@ export class Sql {
          next_wakeup_at = CASE
            WHEN $7::boolean THEN $8::bigint
            WHEN ${pending} THEN $8::bigint
-           WHEN EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($4::text[]) AND c.status NOT IN ('running', 'blocked'))
-             OR EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($5::text[]) AND c.status NOT IN ('running', 'blocked', 'completed'))
+           -- (each list tested only when it has members: the planner folds the test away for an empty one, where
+           -- it otherwise chose, on a table it had no statistics for yet, to read a whole index to match nothing)
+           WHEN (cardinality($4::text[]) > 0 AND EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($4::text[]) AND c.status NOT IN ('running', 'blocked')))
+             OR (cardinality($5::text[]) > 0 AND EXISTS (SELECT 1 FROM ${this.s}.runs c WHERE c.run_id = ANY($5::text[]) AND c.status NOT IN ('running', 'blocked', 'completed')))
              OR (cardinality($6::text[]) > 0 AND ao.n = 0)
              THEN $8::bigint
            ELSE $3::bigint
@@ -1063,7 +1065,8 @@ export class Sql {
          lease_token = CASE WHEN $9::boolean THEN NULL ELSE r.lease_token END,
          lease_expires_at = CASE WHEN $9::boolean THEN NULL ELSE r.lease_expires_at END,
          waits = coalesce($11::json, r.waits)
-       FROM (SELECT count(*)::int AS n FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) AS ao,
+       FROM (SELECT CASE WHEN cardinality($6::text[]) = 0 THEN 0
+                         ELSE (SELECT count(*)::int FROM ${this.s}.runs c WHERE c.run_id = ANY($6::text[]) AND c.status IN ('running', 'blocked')) END AS n) AS ao,
             -- whether the lists name every open child of the run (the run is locked: no child of it appears meanwhile)
             (SELECT cardinality($6::text[]) > 0 AND count(*) FILTER (WHERE c.run_id = ANY($6::text[])) = count(*) AS all_all,
                     cardinality($5::text[]) > 0 AND count(*) FILTER (WHERE c.run_id = ANY($5::text[])) = count(*) AS fail_all
