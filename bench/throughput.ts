@@ -15,8 +15,9 @@
  *       worker's own timers for the runs it suspended, then leases in batches), beside W5's signal path.
  *  W1   one parent, N children each running one trivial activity (N = 1,000, 10,000 and 100,000; BENCH_W1_SIZES=1000,10000
  *       for a shorter run);
- *       per-child cost, and its ratio to N = 1,000.
- *  W1io one parent, 1,000 children whose activity awaits a 20 ms timer (I/O-bound); ratio to W1 (1,000).
+ *       per-child cost, and its ratio to N = 1,000 (the median of five runs at 1,000).
+ *  W1io one parent, 1,000 children whose activity awaits a 20 ms timer (I/O-bound), the median of five; ratio to W1
+ *       (1,000).
  *
  * Floors measured in the same run on the same database: single-row insert + commit with 1 client and with 8
  * concurrent clients (transactions/s), pgbench-style. Read the ratios: these 2-core VMs drift 2x.
@@ -249,11 +250,16 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
     const heap0 = process.memoryUsage().heapUsed;
     let peak = heap0;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
-    const t0 = performance.now();
-    const r = await client.result<number>(await client.start(fanout, n, { workflowId: `w1-${n}-${k++}` }), { timeoutMs: 1_800_000 });
-    const ms = performance.now() - t0;
+    // The fan-out of 1,000 is every ratio's denominator: the median of five (one run drifts by 15% on these VMs).
+    const times: number[] = [];
+    for (let rep = 0; rep < (n <= 1000 ? 5 : 1); rep++) {
+      const t0 = performance.now();
+      const r = await client.result<number>(await client.start(fanout, n, { workflowId: `w1-${n}-${k++}` }), { timeoutMs: 1_800_000 });
+      times.push(performance.now() - t0);
+      if (r !== n * (n - 1)) throw new Error(`W1 wrong result ${r}`);
+    }
+    const ms = times.sort((a, b) => a - b)[times.length >> 1]!;
     clearInterval(sampler);
-    if (r !== n * (n - 1)) throw new Error(`W1 wrong result ${r}`);
     perChild.set(n, ms / n);
     const base = perChild.get(1000)!;
     console.log(
@@ -263,10 +269,14 @@ runOnFreshSchema('throughput', async ({ url, schema, journal }) => {
   }
   if (wanted('W1io')) {
     const n = 1000;
-    const t0 = performance.now();
-    const r = await client.result<number>(await client.start(ioFanout, n, { workflowId: `w1io-${k++}` }), { timeoutMs: 600_000 });
-    const ms = performance.now() - t0;
-    if (r !== n * (n - 1)) throw new Error(`W1io wrong result ${r}`);
+    const times: number[] = [];
+    for (let rep = 0; rep < 5; rep++) {
+      const t0 = performance.now();
+      const r = await client.result<number>(await client.start(ioFanout, n, { workflowId: `w1io-${k++}` }), { timeoutMs: 600_000 });
+      times.push(performance.now() - t0);
+      if (r !== n * (n - 1)) throw new Error(`W1io wrong result ${r}`);
+    }
+    const ms = times.sort((a, b) => a - b)[2]!; // (the median of five, as W1 at 1,000)
     console.log(`W1io one parent, 1000 children x 20 ms I/O activity ${fmt(ms)} ms = ${(ms / (perChild.get(1000)! * 1000)).toFixed(2)} x W1 (1,000) of this run`);
   }
   await worker.shutdown();
