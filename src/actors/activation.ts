@@ -357,7 +357,7 @@ export interface PreparedRun {
 }
 
 /** The most an activation spends running a large fan-out's children inline before it commits (see activateRun). */
-export const INLINE_FANOUT_CAP_MS = 2000;
+export const INLINE_FANOUT_CAP_MS = 4000;
 
 /** A run the host holds, as an activation sees it. */
 export interface HeldRun {
