@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { RunEngine } from '../runtime/engine.js';
 import { LeaseLostError } from '../runtime/errors.js';
 import type { Inbox, Lease, RunRecord } from '../journal/journal.js';
-import type { JournalEvent } from '../runtime/events.js';
+import type { EventPayloads, JournalEvent } from '../runtime/events.js';
 import { abortReason, type RunEndReason } from './local-work.js';
 import { observe } from './observer.js';
 import {
@@ -117,6 +117,12 @@ function leasedHistory(runId: string, lease: Lease): { run: Pick<RunRecord, 'run
   return { run: { runId, workflow, workflowId, depth: h.depth, queue: lease.queue, lastSeq: lease.lastSeq, status: 'running' }, events: h.events };
 }
 
+/** The RunResumed an operator journaled last, if the run's committed journal ends with one (it was just resumed). */
+function resumedBy(engine: RunEngine): EventPayloads['RunResumed'] | undefined {
+  const last = engine.events[engine.committedSeq - 1];
+  return last?.type === 'RunResumed' ? last.payload : undefined;
+}
+
 /**
  * The engine a run actor can start activating with at once, skipping `loading` (an invoked promise actor and its
  * transitions: a measurable share of a small run's CPU): one this worker just created, one cached at the journal head
@@ -133,7 +139,7 @@ function readyEngine(input: RunActorInput): RunEngine | null {
   if (!leased) return null;
   try {
     const engine = replayEngine(host, leased.run, leased.events);
-    return engine.events[engine.committedSeq - 1]?.type === 'RunResumed' ? null : engine;
+    return resumedBy(engine) ? null : engine;
   } catch {
     return null;
   }
@@ -159,8 +165,8 @@ export const runMachine = setup({
         const engine = await loadEngine(input.services.host, run, { cacheChecked: input.lease.lastSeq !== undefined, ...(leased ? { events: leased.events } : {}) });
         // an operator resumed it: its journal ends with RunResumed (a blocked run's engine is never cached; what the
         // replay decided anew comes after committedSeq)
-        const last = engine.events[engine.committedSeq - 1];
-        if (last?.type === 'RunResumed') observe(input.services.observer, (o) => o.resumed(input.runId, engine, last.payload.reason));
+        const resumed = resumedBy(engine);
+        if (resumed) observe(input.services.observer, (o) => o.resumed(input.runId, engine, resumed.reason));
         return engine;
       } catch (err) {
         // Replay found changed code (or a broken journal): block the run (journaled, status 'blocked') instead of

@@ -179,6 +179,11 @@ function closingDocs(items: ClosingRun[]): { events: string; signalRuns: string[
   return { events: eventsDocument(events), signalRuns: signals.map((x) => x.runId), signalIds: signals.map((x) => x.signalId) };
 }
 
+/** A batch close's row values, one array per column (for unnest): run id, status, result, error, last seq. */
+function closedColumns(items: ClosingRun[]): [string[], ClosedStatus[], string[], Array<string | null>, number[]] {
+  return [items.map((x) => x.runId), items.map((x) => x.status), items.map((x) => x.resultJson), items.map((x) => x.errorJson), items.map((x) => x.afterSeq + x.events.length)];
+}
+
 /** A batch close's SET list: status, result, error, last seq from `rel` (status, result, error, last_seq), close time `now`. */
 function closedSet(rel: string, now: string): string {
   return `status = ${rel}.status, result = ${rel}.result::json, error = ${rel}.error::json, closed_at = ${now}, last_seq = ${rel}.last_seq, ${CLEARED}`;
@@ -1218,8 +1223,8 @@ export class Sql {
     const docs = closingDocs(items);
     const r = await q.query<{ run_id: string; status: RunStatus; lease_token: string | null; last_seq: number; plain: boolean; written: boolean }>(
       `WITH v AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::text[], $7::integer[])
-           AS v(run_id, token, after_seq, status, result, error, last_seq)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::text[], $7::integer[])
+           AS v(run_id, status, result, error, last_seq, token, after_seq)
        ), me AS (
          SELECT r.run_id, r.status, r.lease_token, r.last_seq, r.parent_run_id IS NULL AND r.continued_from IS NULL AS plain
          FROM ${this.s}.runs r WHERE r.run_id IN (SELECT run_id FROM v)
@@ -1236,13 +1241,9 @@ export class Sql {
        SELECT me.run_id, me.status, me.lease_token, me.last_seq, me.plain, EXISTS (SELECT 1 FROM cl WHERE cl.run_id = me.run_id) AS written
        FROM me`,
       [
-        items.map((x) => x.runId),
+        ...closedColumns(items),
         items.map((x) => x.token),
         items.map((x) => x.afterSeq),
-        items.map((x) => x.status),
-        items.map((x) => x.resultJson),
-        items.map((x) => x.errorJson),
-        items.map((x) => x.afterSeq + x.events.length),
         now,
         docs.events,
         docs.signalRuns,
@@ -1273,7 +1274,6 @@ export class Sql {
   }
 
   /** Appends the events of several runs in one statement: (run id, seq, type, payload) rows. */
-  /** Appends the events of many runs in one statement. */
   async insertEventsMany(q: Queryable, rows: { runId: string; seq: number; type: string; json: string }[], now: number): Promise<void> {
     if (!rows.length) return;
     await q.query(
@@ -1299,11 +1299,7 @@ export class Sql {
        FROM v WHERE r.run_id = v.run_id
        RETURNING r.run_id, ${this.openChildrenOf('r', 'v.childless')} AS open_children`,
       [
-        items.map((x) => x.runId),
-        items.map((x) => x.status),
-        items.map((x) => x.resultJson),
-        items.map((x) => x.errorJson),
-        items.map((x) => x.afterSeq + x.events.length),
+        ...closedColumns(items),
         now,
         items.map((x) => x.childless),
         docs.events,
