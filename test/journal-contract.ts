@@ -185,6 +185,28 @@ export function describeJournalContract(name: string, makeJournal: MakeJournal):
         expect(await journal.getRunByWorkflowId('wf-b')).toBeUndefined();
       });
 
+      it('starts sent together are each answered on their own: created, the existing run, refused', async () => {
+        await start('a');
+        // (a journal may write starts that arrive together in one statement)
+        const [fresh, twin, existing, clash, badInput] = await Promise.allSettled([
+          journal.startRun(rootRun('n')),
+          journal.startRun(rootRun('n', { input: { second: true } })), // the same workflow id and run id, at once
+          journal.startRun(rootRun('a', { runId: 'run-a2' })), // an existing workflow id
+          journal.startRun(rootRun('a', { runId: 'run-a3', workflow: 'something-else' })),
+          journal.startRun(rootRun('big', { input: { n: 10n } })),
+        ]);
+        expect(fresh).toMatchObject({ status: 'fulfilled', value: { created: true, run: { runId: 'run-n' } } });
+        expect(twin).toMatchObject({ status: 'fulfilled', value: { created: false, run: { runId: 'run-n' } } });
+        expect(existing).toMatchObject({ status: 'fulfilled', value: { created: false, run: { runId: 'run-a' } } });
+        expect(clash.status === 'rejected' && clash.reason).toBeInstanceOf(DuplicateWorkflowIdError);
+        expect(badInput.status === 'rejected' && badInput.reason).toBeInstanceOf(PayloadError);
+        expect((await journal.getRun('run-n'))!.input).toEqual({ id: 'n' }); // the first of the two
+        expect(await journal.readEvents('run-n')).toHaveLength(1);
+        expect(await journal.getRun('run-a2')).toBeUndefined();
+        expect(await journal.getRun('run-a3')).toBeUndefined();
+        expect(await journal.getRunByWorkflowId('wf-big')).toBeUndefined();
+      });
+
       it('an input that is not JSON (BigInt) is a PayloadError and creates nothing', async () => {
         await expect(journal.startRun(rootRun('big', { input: { n: 10n } }))).rejects.toBeInstanceOf(PayloadError);
         expect(await journal.getRun('run-big')).toBeUndefined();

@@ -707,40 +707,34 @@ export class PgJournal implements Journal {
 
   // ---- internals ----
 
-  /**
-   * A batch of client signals (see signal): one statement, or the plain one for a lone signal. Should the batch fail,
-   * each signal is sent alone, so that it fails only the signal that caused it.
-   */
+  /** A batch of client signals (see signal), written by batchOrEach. */
   private async sendSignals(batch: ClientSignal[]): Promise<({ status: RunStatus; added: boolean } | null | Error)[]> {
-    const one = (sg: ClientSignal) => this.sql.signal(this.pool, sg.runId, sg, this.now()).then((r) => r ?? null);
-    if (batch.length === 1) return [await one(batch[0]!)];
-    try {
-      return (await this.sql.signalMany(this.pool, batch, this.now())).map((r) => r ?? null);
-    } catch {
-      return Promise.all(batch.map((sg) => one(sg).catch((e: Error) => e)));
-    }
+    return batchOrEach(
+      batch,
+      async (many) => (await this.sql.signalMany(this.pool, many, this.now())).map((r) => r ?? null),
+      async (sg) => (await this.sql.signal(this.pool, sg.runId, sg, this.now())) ?? null,
+    );
   }
 
   /**
-   * Inserts a batch of starts (see startRun) in one statement; null for a start that was not inserted (its workflow
-   * id or run id is taken: startRun finds out which). A run id listed twice goes in once; the later start finds the
-   * earlier one's run. Should the statement fail, each start is tried alone, so that one start's bad value fails that
-   * start only.
+   * Inserts a batch of starts (see startRun), written by batchOrEach; null for a start that was not inserted (its
+   * workflow id or run id is taken: startRun finds out which). A run id listed twice goes in once; the later start
+   * finds the earlier one's run.
    */
   private async insertStarts(batch: RootRunInsert[]): Promise<(RunRecord | null | Error)[]> {
     const first = new Map<string, number>();
     batch.forEach((b, i) => first.has(b.runId) || first.set(b.runId, i));
     const unique = [...first.values()].map((i) => batch[i]!);
-    let rows: RunRecord[];
-    try {
-      // (a lone start: the plain insert, which plans faster than the batch's json_to_recordset)
-      rows = unique.length === 1 ? [await this.sql.insertRootRun(this.pool, unique[0]!, this.now())].filter((r) => r !== undefined) : await this.sql.insertRootRuns(this.pool, unique, this.now());
-    } catch (err) {
-      if (batch.length === 1) return [err as Error];
-      return Promise.all(batch.map((b) => this.sql.insertRootRun(this.pool, b, this.now()).then((r) => r ?? null, (e: Error) => e)));
-    }
-    const byId = new Map(rows.map((r) => [r.runId, r]));
-    return batch.map((b, i) => (first.get(b.runId) === i ? (byId.get(b.runId) ?? null) : null));
+    const written = await batchOrEach(
+      unique,
+      async (many) => {
+        const byId = new Map((await this.sql.insertRootRuns(this.pool, many, this.now())).map((r) => [r.runId, r]));
+        return many.map((u) => byId.get(u.runId) ?? null);
+      },
+      async (u) => (await this.sql.insertRootRun(this.pool, u, this.now())) ?? null,
+    );
+    const byRunId = new Map(unique.map((u, k) => [u.runId, written[k]!]));
+    return batch.map((b, i) => (first.get(b.runId) === i ? byRunId.get(b.runId)! : null));
   }
 
   /**
@@ -1086,6 +1080,21 @@ export class GroupCommit<T, R> {
     } finally {
       this.draining = false;
     }
+  }
+}
+
+/**
+ * Writes a batch of independent items (client starts, client signals): one statement for the batch (`many`), the
+ * plain statement for a lone item (`one`, which plans faster than a batch's json_to_recordset or unnest). Should the
+ * batch statement fail, each item is written alone, so that one item's bad value fails that item only.
+ */
+async function batchOrEach<T, R>(items: T[], many: (items: T[]) => Promise<R[]>, one: (item: T) => Promise<R>): Promise<(R | Error)[]> {
+  const alone = (x: T) => one(x).catch((e: Error) => e);
+  if (items.length === 1) return [await alone(items[0]!)];
+  try {
+    return await many(items);
+  } catch {
+    return Promise.all(items.map(alone));
   }
 }
 
