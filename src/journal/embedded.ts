@@ -93,10 +93,19 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       // rather than fail on its lock file. A lock file of a dead process is stale: liveServer removes it.
       const live = await liveServer(dataDir);
       if (live) return { port: live, adopted: true };
-      const port = options.port ?? (await choosePort(path.join(parent, 'port')));
-      await writeFile(path.join(parent, 'port'), `${port}\n`);
-      await startServer(dataDir, port, options.onLog);
-      return { port, adopted: false };
+      let port = options.port ?? (await choosePort(path.join(parent, 'port')));
+      for (let attempt = 1; ; attempt++) {
+        await writeFile(path.join(parent, 'port'), `${port}\n`);
+        try {
+          await startServer(dataDir, port, options.onLog);
+          return { port, adopted: false };
+        } catch (err) {
+          // Another project's server took the port we chose (two starting at once both found the default free):
+          // a free port then, unless the caller fixed it.
+          if (!(err instanceof PortTakenError) || options.port !== undefined || attempt >= 3) throw err;
+          port = await freePort();
+        }
+      }
     } catch (err) {
       await unlink(user).catch(() => {});
       throw err;
@@ -342,15 +351,31 @@ async function startServer(dataDir: string, port: number, onLog?: (line: string)
   child.once('error', (err) => (exited = err.message));
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
-    if (exited === undefined && (await canConnect(port))) return;
+    // Ours, not just someone's: another project's server may have taken the port since choosePort found it free, and
+    // would answer on it while ours fails to bind (its credentials are the same: this process would use its data).
+    if (exited === undefined && (await readyHere(dataDir, child.pid)) && (await canConnect(port))) return;
     if (exited !== undefined || Date.now() > deadline) {
       if (exited === undefined) child.kill('SIGQUIT');
       const tail = (await readFile(files.log, 'utf8').catch(() => '')).split('\n').slice(-10).join('\n');
       if (onLog) tail.split('\n').forEach((l) => onLog(l));
+      if (/could not bind|address already in use/i.test(tail)) throw new PortTakenError(port, dataDir);
       throw new Error(`embedded PostgreSQL did not start on port ${port} (${dataDir}): ${exited ?? 'not ready in time'}\n${tail}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** The server could not listen on its port: something else took it between choosing the port and binding it. */
+class PortTakenError extends Error {
+  constructor(port: number, dataDir: string) {
+    super(`embedded PostgreSQL (${dataDir}) could not listen on port ${port}: it is taken`);
+  }
+}
+
+/** Whether the postmaster `pid` holds `dataDir` and says it is ready (postmaster.pid line 1: pid, line 8: status). */
+async function readyHere(dataDir: string, pid: number | undefined): Promise<boolean> {
+  const lines = (await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n');
+  return pid !== undefined && Number(lines[0]) === pid && lines[7]?.trim() === 'ready';
 }
 
 async function runInitdb(initdbPath: string, dataDir: string, owner: { uid: number; gid: number } | undefined, onLog?: (line: string) => void): Promise<void> {

@@ -1,12 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/journal/embedded.js';
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/journal/embedded.js';
 
 // Starts real PostgreSQL servers from the npm-shipped binaries: slow-ish (initdb), so generous timeouts.
 const TIMEOUT = 120_000;
@@ -78,6 +78,31 @@ describe('startEmbeddedPostgres', () => {
         }
       } finally {
         squatter.kill();
+      }
+    },
+    TIMEOUT,
+  );
+
+  it(
+    'two projects starting their servers at once on the same preferred port each get a server on their own directory',
+    async () => {
+      // Both remember the same port (their `port` files), as two projects that both found the default free would: one
+      // server binds it, the other must not mistake that server for its own (same credentials: it would work on the
+      // other project's data), and starts on another port.
+      const dirs = ['one', 'two'].map((n) => path.join(base, `race-${n}`, 'pg'));
+      const port = await freePort();
+      for (const d of dirs) {
+        await mkdir(path.dirname(d), { recursive: true, mode: 0o755 });
+        await writeFile(path.join(path.dirname(d), 'port'), `${port}\n`);
+      }
+      const handles = await Promise.all(dirs.map((dataDir) => startEmbeddedPostgres({ dataDir })));
+      try {
+        expect(new Set(handles.map((h) => h.port)).size).toBe(2);
+        for (const [i, h] of handles.entries()) {
+          expect(await query(h, 'SHOW data_directory')).toEqual([{ data_directory: dirs[i] }]);
+        }
+      } finally {
+        await Promise.all(handles.map((h) => h.stop()));
       }
     },
     TIMEOUT,
