@@ -55,6 +55,7 @@ describe('OpenTelemetry spans (in-process)', () => {
         const [started] = await journal.readEvents(r.runId);
         expect((started!.payload as { trace?: { rootRunId: string } }).trace?.rootRunId).toBe(ref.runId);
       }
+      await worker.idle(); // (the last activation span ends once its commit is back in the worker: after the result)
       const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
       checkTrace(
         spans,
@@ -94,6 +95,9 @@ describe('OpenTelemetry spans (in-process)', () => {
     const { signalId: second } = await client.signal(ref.runId, 'go', 2);
     expect(await client.result(ref, { timeoutMs: 20_000 })).toBe(4);
 
+    // (the run's last activation span ends once its commit has returned to the worker, which a client can see
+    // closed a moment before: the spans are complete when the worker is idle)
+    await worker.idle();
     const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
     const sends = spans.filter((s) => s.name === 'skein.signal');
     expect(sends.map((s) => s.attributes['skein.signal_id'])).toEqual([first, second]);
@@ -115,7 +119,7 @@ describe('OpenTelemetry spans (in-process)', () => {
   });
 
   for (const kind of ['memory', 'postgres'] as const) it(`an operator's retry is a trace of its own, linked to the retried run's (${kind} journal)`, async () => {
-    const { exporter, journal, client } = await tracedWorker(kind);
+    const { exporter, journal, worker, client } = await tracedWorker(kind);
     const key = `operator-${kind}-${Date.now()}`;
     const first = await client.start(otelFailsOnce, key, { workflowId: key });
     await expect(client.result(first, { timeoutMs: 20_000 })).rejects.toThrow(/fails/);
@@ -123,6 +127,9 @@ describe('OpenTelemetry spans (in-process)', () => {
     expect(created).toBe(true);
     expect(await client.result(run.runId, { timeoutMs: 20_000 })).toBe(key);
 
+    // (the run's last activation span ends once its commit has returned to the worker, which a client can see
+    // closed a moment before: the spans are complete when the worker is idle)
+    await worker.idle();
     const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
     const start = spans.find((s) => s.name === 'skein.start')!;
     const retry = spans.find((s) => s.name === 'skein.retry')!;
@@ -162,6 +169,9 @@ describe('OpenTelemetry spans (in-process)', () => {
       [false, 'failed'],
       [true, 'completed'],
     ]);
+    // (the run's last activation span ends once its commit has returned to the worker, which a client can see
+    // closed a moment before: the spans are complete when the worker is idle)
+    await worker.idle();
     const spans: SpanRecord[] = exporter.getFinishedSpans().map((s) => spanRecord(s as never));
     expect(new Set(spans.map((s) => s.traceId)).size).toBe(1);
     const byId = new Map(spans.map((s) => [s.spanId, s]));
